@@ -31,6 +31,8 @@ STAGE_INPUTS = {
     "tokenize": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
     "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize", "train"),
 }
+# Keys that change how a run reaches its data, not what it produces: never compared.
+TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}
 STAGE_DIRS = {
     "links": "links",
     "fetch": "fetch",
@@ -95,6 +97,8 @@ def check_data_root(config: Config, data_root: str, stage: str) -> None:
         previous = read_json(record_path)
         for section in sections:
             for key, value in current[section].items():
+                if (section, key) in TRANSPORT_KEYS:
+                    continue
                 old = previous.get(section, {}).get(key, "<absent>")
                 if old != value:
                     raise StageError(

@@ -1,0 +1,223 @@
+"""The `webtext` command: one subcommand per stage, plus run-all, demo and validate.
+
+    webtext STAGE --config FILE [--data-root DIR] [--set section.key=value ...] [BEAM OPTIONS]
+
+Everything after webtext's own flags is handed to Beam's PipelineOptions untouched, so
+`--runner DataflowRunner --project P --region R --temp_location gs://...` just works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.config import Config, ConfigError, load
+
+log = logging.getLogger("webtext")
+
+# stage -> (module, what it does); each module has run(config, data_root, beam_args) -> dict.
+STAGES: dict[str, tuple[str, str]] = {
+    "links": ("pipeline.links", "Reddit submissions -> the >=3-karma link set (links/)"),
+    "fetch": ("pipeline.fetch", "links -> raw responses as WARC + fetch log (fetch/)"),
+    "build": ("pipeline.build", "WARC -> extracted, filtered, deduplicated documents (docs/)"),
+    "tokenize": ("pipeline.tokenize", "documents -> GPT-2 token shards (tokens/)"),
+    "train": ("training.train", "token shards -> GPT-2 checkpoints (runs/)"),
+    "sample": ("training.sample", "generate text from the latest checkpoint"),
+}
+PIPELINE_ORDER = ["links", "fetch", "build", "tokenize", "train"]
+
+EPILOG = """\
+examples:
+  webtext demo --config configs/demo.toml --data-root demo-data
+  webtext links --config configs/webtext.toml --data-root gs://bucket/webtext \\
+      --set 'links.dumps=["gs://bucket/reddit/RS_2017-*.zst"]' \\
+      --runner DataflowRunner --project my-project --region us-central1 \\
+      --temp_location gs://bucket/tmp
+  webtext validate demo-data/docs
+
+Options that webtext does not know are Beam pipeline options and pass through unchanged.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webtext",
+        description="Rebuild WebText (the GPT-2 corpus) with Apache Beam, and train GPT-2 on it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add_run_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", required=True, help="TOML config; see configs/demo.toml")
+        p.add_argument(
+            "--data-root",
+            default="data",
+            help="folder (local, gs://, s3://) holding links/ fetch/ docs/ tokens/ runs/ "
+            "(default: ./data)",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override one config key; VALUE is read as TOML (repeatable)",
+        )
+        p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+
+    for name, (_, what) in STAGES.items():
+        add_run_flags(sub.add_parser(name, help=what, description=what))
+    add_run_flags(
+        sub.add_parser(
+            "run-all",
+            help="links, fetch, build, tokenize and train in order",
+            description="Run links, fetch, build, tokenize and train in order, then print "
+            "the funnel. Each stage resumes from what the data root already holds.",
+        )
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="the whole chain on the embedded micro-web",
+        description="Generate a synthetic Reddit dump and web, serve the web on 127.0.0.1, "
+        "run every stage on it, and print the funnel and a sample from the trained model.",
+    )
+    add_run_flags(demo)
+    demo.add_argument("--seed", type=int, default=None, help="micro-web seed (default: run.seed)")
+    validate = sub.add_parser(
+        "validate",
+        help="check a dataset folder against its manifest",
+        description="Check a docs/ folder against its manifest.json: schemas, row counts, "
+        "checksums, missing or extra shards.",
+    )
+    validate.add_argument("dataset_dir", metavar="DIR")
+    return parser
+
+
+def _stage_runner(stage: str) -> Callable[[Config, str, list[str]], dict[str, Any]]:
+    module = importlib.import_module(STAGES[stage][0])
+    return module.run
+
+
+def run_stage(stage: str, config: Config, data_root: str, beam_args: list[str]) -> dict:
+    from pipeline import beamio
+
+    log.info("%s: starting (%s)", stage, STAGES[stage][1])
+    started = time.monotonic()
+    summary = _stage_runner(stage)(config, data_root, beam_args)
+    seconds = time.monotonic() - started
+    print(beamio.format_summary(f"{stage} ({seconds:.1f} s)", _summary_rows(summary)))
+    return summary
+
+
+def _summary_rows(summary: dict) -> list[tuple[str, Any]]:
+    counters = summary.get("counters", summary)
+    return [(k, v) for k, v in counters.items() if isinstance(v, int | float | str)]
+
+
+def funnel(data_root: str) -> list[tuple[str, Any]]:
+    """The whole funnel, read back from each stage's written summary."""
+    from pipeline import beamio
+
+    rows: list[tuple[str, Any]] = []
+    for stage in ("links", "fetch", "build", "tokenize"):
+        summary = beamio.read_summary(data_root, stage) or {}
+        rows.extend(summary.get("funnel", []))
+    return rows
+
+
+def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
+    from pipeline import beamio
+
+    for stage in PIPELINE_ORDER:
+        run_stage(stage, config, data_root, beam_args)
+    print()
+    print(beamio.format_summary("WebText funnel", funnel(data_root)))
+
+
+def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
+    from pipeline import beamio
+    from pipeline.microweb import MicroWeb, generate
+
+    base = load(args.config, args.overrides)
+    seed = base.run.seed if args.seed is None else args.seed
+    web_dir = beamio.join(args.data_root, "microweb")
+    truth = generate(web_dir, seed=seed)
+    with MicroWeb(beamio.join(web_dir, "site")) as web:
+        overrides = [
+            *args.overrides,
+            f'links.dumps=["{beamio.join(web_dir, "dumps", "*.zst")}"]',
+            f'fetch.resolve_overrides={{"*" = "127.0.0.1:{web.port}"}}',
+        ]
+        config = load(args.config, overrides)
+        log.info("micro-web: %d pages served on 127.0.0.1:%d", truth.pages_total, web.port)
+        run_all(config, args.data_root, beam_args)
+    print()
+    run_stage("sample", config, args.data_root, beam_args)
+    print(f"\nDocument shards: {beamio.stage_dir(args.data_root, 'build')}/documents-*.parquet")
+    print(f"Token shards:    {beamio.stage_dir(args.data_root, 'tokenize')}/")
+
+
+def validate(dataset_dir: str) -> int:
+    from pipeline.dataset import validate as check
+
+    problems = check(dataset_dir)
+    for problem in problems:
+        print(f"{dataset_dir}: {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{dataset_dir}: OK")
+    return 0
+
+
+def _configure_logging(quiet: bool) -> None:
+    """webtext's own progress at INFO; other libraries (Beam is chatty) only at ERROR.
+
+    Runs before Beam is imported, so Beam's import-time warnings stay quiet too.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    _configure_logging(getattr(args, "quiet", False))
+    from pipeline.beamio import StageError
+    from pipeline.tokenizer import TokenizerError
+
+    try:
+        if args.command == "validate":
+            return validate(args.dataset_dir)
+        if args.command == "demo":
+            demo(args, beam_args)
+            return 0
+        config = load(args.config, args.overrides)
+        if args.command == "run-all":
+            run_all(config, args.data_root, beam_args)
+        else:
+            run_stage(args.command, config, args.data_root, beam_args)
+        return 0
+    except (ConfigError, StageError, TokenizerError, UsageError) as e:
+        print(f"webtext: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("webtext: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
