@@ -1,0 +1,254 @@
+"""The links stage as a real Beam pipeline on the DirectRunner, and its plain-function core."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from pipeline import beamio, links
+from pipeline.config import load
+from tests.conftest import DEMO_CONFIG
+from tests.reddit_api_server import RedditApiServer, RedditState, make_submission
+from tests.reddit_dumps import DumpGenerator, write_dump
+
+DAY = 86400
+T2016 = 1_451_606_400  # 2016-01-01
+
+
+def config_with(**links_keys):
+    config = load(DEMO_CONFIG)
+    return dataclasses.replace(config, links=dataclasses.replace(config.links, **links_keys))
+
+
+def line(id_: str, url: str, score: int, created: int = T2016, **extra) -> bytes:
+    fields = {
+        "id": id_,
+        "created_utc": created,
+        "score": score,
+        "url": url,
+        "subreddit": extra.pop("subreddit", "news"),
+        "title": f"title {id_}",
+        "is_self": False,
+        "over_18": False,
+        **extra,
+    }
+    return json.dumps(fields).encode() + b"\n"
+
+
+# URL A: three low-score posts in three spellings; B: one qualifying post and a low one;
+# C: a single low post; D: one post, seen twice (overlapping dumps).
+KARMA_LINES = [
+    line("a1", "http://www.site-a.org/story?utm_source=reddit", 1, T2016 + 3 * DAY),
+    line("a2", "https://site-a.org/story/", 1, T2016 + 1 * DAY),
+    line("a3", "https://site-a.org/story#comments", 2, T2016 + 2 * DAY),
+    line("b1", "https://site-b.org/x", 5, T2016 + 5 * DAY),
+    line("b2", "http://site-b.org/x", 1, T2016 + 4 * DAY),
+    line("c1", "https://site-c.org/", 1),
+    line("d1", "https://site-d.org/", 4),
+    line("d1", "https://site-d.org/", 6),
+]
+
+
+def read_links(data_root: Path) -> dict[str, dict]:
+    paths = sorted((data_root / "links").glob("links-*.parquet"))
+    assert paths, "no link shards written"
+    rows = []
+    for path in paths:
+        table = pq.read_table(path)
+        assert schemas.check_table(table.schema, schemas.LINK) == []
+        rows.extend(table.to_pylist())
+    return {row["normalized_url"]: row for row in rows}
+
+
+def read_dead_letters(data_root: Path) -> list[dict]:
+    rows = []
+    for path in sorted((data_root / "links").glob("dead_letter-*.parquet")):
+        table = pq.read_table(path)
+        assert schemas.check_table(table.schema, schemas.DEAD_LETTER) == []
+        rows.extend(table.to_pylist())
+    return rows
+
+
+def funnel_balances(counters: dict[str, int]) -> bool:
+    return counters["read"] == sum(counters.get(r, 0) for r in links.SUBMISSION_REASONS)
+
+
+@pytest.fixture(scope="module")
+def karma_dump(tmp_path_factory) -> Path:
+    return write_dump(tmp_path_factory.mktemp("dumps") / "RS_2016-01.zst", KARMA_LINES)
+
+
+@pytest.mark.parametrize("rule", ["per_submission", "per_url"])
+def test_karma_rules_on_urls_posted_several_times(tmp_path: Path, karma_dump: Path, rule: str):
+    config = config_with(dumps=[str(karma_dump)], karma_rule=rule)
+    summary = links.run(config, str(tmp_path), [])
+    rows = read_links(tmp_path)
+    counters = summary["counters"]
+    assert funnel_balances(counters)
+    assert counters["duplicate_submission"] == 1  # d1 twice
+    assert rows["https://site-d.org/"]["karma"] == 6  # the higher of d1's two snapshots
+    if rule == "per_submission":
+        assert set(rows) == {"https://site-b.org/x", "https://site-d.org/"}
+        b = rows["https://site-b.org/x"]
+        assert b["karma"] == 5
+        assert [s["id"] for s in b["submissions"]] == ["b1"]  # b2 was below karma itself
+        assert counters["below_karma"] == 5  # a1 a2 a3 b2 c1
+    else:
+        assert set(rows) == {
+            "https://site-a.org/story",
+            "https://site-b.org/x",
+            "https://site-d.org/",
+        }
+        a = rows["https://site-a.org/story"]
+        assert a["karma"] == 4
+        assert [s["id"] for s in a["submissions"]] == ["a2", "a3", "a1"]  # oldest first
+        assert a["urls"] == sorted(
+            [
+                "http://www.site-a.org/story?utm_source=reddit",
+                "https://site-a.org/story/",
+                "https://site-a.org/story#comments",
+            ]
+        )
+        assert a["first_created_utc"] == T2016 + DAY
+        assert a["host"] == "site-a.org"
+        assert rows["https://site-b.org/x"]["karma"] == 6
+        assert counters["below_karma"] == 1  # c1, its URL's sum is 1
+        assert counters["duplicate_url"] == 3  # a: 2 merged, b: 1 merged
+    assert counters["kept"] == len(rows)
+
+
+def test_generated_dumps_of_every_era_with_bad_input_and_a_url_list(tmp_path: Path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    gen = DumpGenerator(seed=11, popular=50)
+    lines = list(gen.lines(1500))
+    lines.insert(10, b"{this is not json\n")
+    lines.insert(20, b'{"id": "x", "created_utc": "soon", "score": 4}\n')
+    write_dump(inputs / "RS_2017-01.zst", lines)
+    cut = write_dump(inputs / "RS_2017-02.gz", list(gen.lines(600, eras=("modern",))))
+    cut.write_bytes(cut.read_bytes()[:-200])
+    (inputs / "owt_urls.txt").write_text(
+        "https://list-only.org/page 9\nhttps://en.wikipedia.org/wiki/X\n"
+    )
+    config = config_with(
+        dumps=[str(inputs / "RS_*")],
+        url_lists=[str(inputs / "*.txt")],
+        date_from="",
+        date_to="",
+        num_shards=2,
+    )
+    summary = links.run(config, str(tmp_path / "data"), [])
+    counters = summary["counters"]
+    rows = read_links(tmp_path / "data")
+    assert funnel_balances(counters)
+    assert counters["read"] > 2000
+    assert counters["malformed"] == 2
+    assert counters["truncated_files"] == 1
+    assert counters["kept"] == len(rows) > 50
+    for reason in ("self", "nsfw", "below_karma", "blocked_domain", "wikipedia", "duplicate_url"):
+        assert counters[reason] > 0, reason
+    assert len(list((tmp_path / "data" / "links").glob("links-*-of-00002.parquet"))) == 2
+    assert "https://list-only.org/page" in rows
+    for row in rows.values():
+        assert row["karma"] >= 3
+        assert row["submissions"] and row["urls"]
+        assert not row["host"].endswith(("wikipedia.org", "imgur.com", "youtube.com", "reddit.com"))
+
+    dead = {(Path(d["source"]).name, d["reason"]): d for d in read_dead_letters(tmp_path / "data")}
+    assert dead[("RS_2017-01.zst", "not_json")]["line"] == 11
+    assert dead[("RS_2017-01.zst", "wrong_type")]["line"] == 21
+    assert ("RS_2017-02.gz", "truncated") in dead
+    written = json.loads((tmp_path / "data" / "links" / "_summary.json").read_text())
+    assert written["counters"] == counters
+
+
+def test_reddit_api_source_in_the_stage(tmp_path: Path):
+    subs = [make_submission(i, "news", created_utc=T2016 + i) for i in range(130)]
+    subs[0]["url"] = "https://i.imgur.com/cat.png"
+    subs[1]["over_18"] = True
+    state = RedditState(subreddits={"news": subs})
+    config = config_with(reddit_subreddits=["news", "missing"], reddit_listings=["new"])
+    with RedditApiServer(state) as server:
+        summary = links.run(config, str(tmp_path), [], praw_settings=server.praw_settings())
+    counters = summary["counters"]
+    rows = read_links(tmp_path)
+    assert counters["read"] == 130
+    assert counters["blocked_domain"] == 1 and counters["nsfw"] == 1
+    assert len(rows) == 128
+    assert counters["api_errors"] == 1  # r/missing answers 404: dead-lettered, not fatal
+    (dead,) = read_dead_letters(tmp_path)
+    assert dead["reason"] == "api_error" and "r/missing" in dead["source"]
+
+
+def test_a_glob_that_matches_nothing_is_a_stage_error(tmp_path: Path):
+    config = config_with(dumps=[str(tmp_path / "nothing-*.zst")])
+    with pytest.raises(beamio.StageError, match="matches no file"):
+        links.run(config, str(tmp_path / "data"), [])
+
+
+def test_an_unknown_karma_rule_is_a_stage_error(tmp_path: Path, karma_dump: Path):
+    config = config_with(dumps=[str(karma_dump)], karma_rule="per_vote")
+    with pytest.raises(beamio.StageError, match="karma_rule"):
+        links.run(config, str(tmp_path), [])
+
+
+def test_screening_order_and_date_bounds():
+    from pipeline.submissions import parse_submission
+
+    rules = links.SubmissionRules.from_config(
+        config_with(date_from="2010-01-01", subreddit_blocklist=["r/Spam"]).links
+    )
+
+    def reason(raw: bytes) -> str | None:
+        return rules.screen(parse_submission(raw, "t", 1))[0]
+
+    assert reason(line("s", "https://reddit.com/r/x/comments/s/", 9, is_self=True)) == "self"
+    assert reason(line("n", "https://x.org/", 9, over_18=True)) == "nsfw"
+    assert reason(line("b", "https://x.org/", 9, subreddit="spam")) == "blocked_subreddit"
+    assert reason(line("o", "https://x.org/", 9, created=1_200_000_000)) == "out_of_dates"
+    assert reason(line("l", "https://x.org/", 9, created=1_514_764_800)) == "out_of_dates"
+    assert reason(line("k", "https://x.org/", 2)) == "below_karma"
+    assert reason(line("u", "ftp://x.org/", 9)) == "bad_url"
+    assert reason(line("w", "https://de.m.wikipedia.org/wiki/Y", 9)) == "wikipedia"
+    assert reason(line("m", "https://x.org/clip.mp4", 9)) == "blocked_domain"
+    assert reason(line("g", "https://github.com/openai/gpt-2", 3)) is None
+
+
+@pytest.mark.parametrize("rule", ["per_submission", "per_url"])
+def test_counters_match_the_micro_webs_ground_truth(tmp_path: Path, rule: str):
+    microweb = pytest.importorskip("pipeline.microweb", reason="the micro-web generator is absent")
+    truth = microweb.generate(str(tmp_path / "web"), seed=7, scale="tiny")
+    config = config_with(dumps=[str(tmp_path / "web" / "dumps" / "*.zst")], karma_rule=rule)
+    counters = links.run(config, str(tmp_path / "data"), [])["counters"]
+    assert counters["read"] == truth.dump_lines
+    assert {
+        k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("malformed.")
+    } == truth.malformed_by_reason
+    expected_kept = (
+        truth.links_qualifying if rule == "per_submission" else truth.links_qualifying_per_url
+    )
+    assert counters["kept"] == expected_kept
+    for reason, n in truth.submissions_by_reason.items():
+        if reason == "qualifying" or (rule == "per_url" and reason == "below_karma"):
+            continue
+        assert counters.get(reason, 0) == n, reason
+    if rule == "per_submission":
+        assert counters["below_karma"] == truth.submissions_by_reason["below_karma"]
+        assert (
+            counters["kept"] + counters["duplicate_url"]
+            == truth.submissions_by_reason["qualifying"]
+        )
+    assert funnel_balances(counters)
+
+
+def test_api_source_without_credentials_is_a_stage_error(tmp_path: Path, monkeypatch):
+    for var in ("praw_client_id", "praw_client_secret"):
+        monkeypatch.delenv(var, raising=False)
+    config = config_with(reddit_subreddits=["news"], reddit_site="no-such-site")
+    with pytest.raises(beamio.StageError, match="praw_client_id"):
+        links.run(config, str(tmp_path), [])
