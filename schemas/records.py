@@ -91,7 +91,8 @@ FETCH = _schema(
         pa.field("warc_file", pa.string()),  # path relative to the fetch folder
         pa.field("warc_offset", pa.int64()),  # offset of the response record
         pa.field("warc_length", pa.int64()),  # compressed length of the response record
-        pa.field("fetched_at", pa.timestamp("s", tz="UTC")),
+        # ms, not s: Parquet has no seconds unit, so a file written by Beam reads back as ms.
+        pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),
         pa.field("source", pa.string()),  # "live", "commoncrawl" or "wayback"
     ],
 )
@@ -114,7 +115,8 @@ DOCUMENT = _schema(
         pa.field("karma", pa.int64(), nullable=False),
         pa.field("first_created_utc", pa.int64(), nullable=False),
         pa.field("submissions", pa.list_(LINK_SUBMISSION), nullable=False),
-        pa.field("fetched_at", pa.timestamp("s", tz="UTC")),
+        # ms: Parquet has no seconds unit, so a timestamp[s] column reads back as timestamp[ms]
+        pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),
         pa.field("warc_file", pa.string()),
         pa.field("warc_offset", pa.int64()),
         pa.field("extractor", pa.string(), nullable=False),  # e.g. "trafilatura 2.3.1"

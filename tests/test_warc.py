@@ -1,0 +1,103 @@
+"""WARC writing (atomic, offsets recorded) and reading back, ours and another crawler's."""
+
+from __future__ import annotations
+
+import time
+
+from warcio.archiveiterator import ArchiveIterator
+
+from pipeline.crawler import Exchange, FetchResult, FetchTask
+from pipeline.warc import WarcFile, read_response
+from tests.conftest import require_shared
+
+BODY = "<html><body>Grüße</body></html>".encode()
+
+
+def exchange(url: str, status: int, body: bytes, **kwargs) -> Exchange:
+    return Exchange(
+        url=url,
+        ip="127.0.0.1",
+        method="GET",
+        request_headers=[("Host", url.split("/")[2]), ("User-Agent", "webtext-bot/0.1")],
+        status=status,
+        reason="OK" if status == 200 else "Found",
+        http_version="HTTP/1.1",
+        response_headers=[
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ],
+        body=body,
+        **kwargs,
+    )
+
+
+def result(url: str, hops: list[Exchange]) -> FetchResult:
+    return FetchResult(
+        task=FetchTask(url, url), outcome="ok", exchanges=hops, fetched_at=time.time()
+    )
+
+
+def test_records_are_readable_at_their_recorded_offsets(tmp_path):
+    path = str(tmp_path / "a.warc.gz")
+    warc = WarcFile(path, {"operator": "test"})
+    first = warc.write_result(
+        result(
+            "http://a.test/r",
+            [exchange("http://a.test/r", 302, b""), exchange("http://a.test/p?q=1", 200, BODY)],
+        )
+    )
+    second = warc.write_result(
+        result(
+            "http://b.test/", [exchange("http://b.test/", 200, b"<html>b</html>", truncated=True)]
+        )
+    )
+    warc.commit()
+    headers, body, target = read_response(path, first[0])
+    assert (headers.get_statuscode(), body, target) == ("200", BODY, "http://a.test/p?q=1")
+    headers, body, target = read_response(path, second[0])
+    assert body == b"<html>b</html>" and target == "http://b.test/"
+    with open(path, "rb") as f:
+        records = [
+            (r.rec_type, r.rec_headers.get_header("WARC-Target-URI")) for r in ArchiveIterator(f)
+        ]
+    assert records == [
+        ("warcinfo", None),
+        ("response", "http://a.test/r"),
+        ("request", "http://a.test/r"),
+        ("response", "http://a.test/p?q=1"),
+        ("request", "http://a.test/p?q=1"),
+        ("response", "http://b.test/"),
+        ("request", "http://b.test/"),
+    ]
+    with open(path, "rb") as f:
+        truncated = [r.rec_headers.get_header("WARC-Truncated") for r in ArchiveIterator(f)]
+    assert truncated[-2] == "length"
+
+
+def test_a_file_appears_only_when_committed(tmp_path):
+    path = tmp_path / "b.warc.gz"
+    warc = WarcFile(str(path))
+    warc.write_result(result("http://a.test/", [exchange("http://a.test/", 200, BODY)]))
+    assert not path.exists() and len(list(tmp_path.iterdir())) == 1
+    warc.commit()
+    assert path.exists() and list(tmp_path.iterdir()) == [path]
+    aborted = WarcFile(str(tmp_path / "c.warc.gz"))
+    aborted.abort()
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_read_response_works_on_another_crawlers_warc():
+    path = require_shared("warc", "dolma-sample-0000.warc.gz")
+    with open(path, "rb") as f:
+        iterator = ArchiveIterator(f)
+        expected = []
+        for record in iterator:
+            if record.rec_type == "response":
+                body = record.content_stream().read()
+                uri = record.rec_headers.get_header("WARC-Target-URI")
+                expected.append((iterator.get_record_offset(), uri, body))
+    assert len(expected) >= 10
+    for offset, uri, body in expected:
+        headers, got_body, target = read_response(str(path), offset)
+        assert (target, got_body) == (uri, body)
+        assert headers.get_statuscode()
