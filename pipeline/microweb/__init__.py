@@ -1,0 +1,15 @@
+"""The embedded micro-web: a synthetic Reddit dump and the web it links to, for the demo
+and the tests. `generate` plants it and returns the `GroundTruth`; `MicroWeb` serves it on
+127.0.0.1. See docs/microweb.md.
+"""
+
+from pipeline.microweb.generate import (
+    SCALES,
+    GroundTruth,
+    PlantedLink,
+    generate,
+    load_ground_truth,
+)
+from pipeline.microweb.server import MicroWeb
+
+__all__ = ["SCALES", "GroundTruth", "MicroWeb", "PlantedLink", "generate", "load_ground_truth"]
