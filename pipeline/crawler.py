@@ -1242,8 +1242,8 @@ def _let_go(response: requests.Response, complete: bool) -> None:
 
 def _exchange(url: str, ip: str | None, response: requests.Response) -> Exchange:
     request = response.request
-    parts = urlsplit(url)
-    request_headers = [("Host", parts.netloc)] + [(k, v) for k, v in request.headers.items()]
+    wire_host = urlsplit(request.url or url).netloc  # the prepared URL's host is punycode
+    request_headers = [("Host", wire_host)] + [(k, v) for k, v in request.headers.items()]
     raw = response.raw
     version = {10: "HTTP/1.0", 11: "HTTP/1.1"}.get(getattr(raw, "version", 11), "HTTP/1.1")
     return Exchange(

@@ -139,6 +139,13 @@ def test_a_plain_page_is_fetched_with_its_exchange(web):
     assert ("Host", "news.test") in result.exchanges[-1].request_headers
 
 
+def test_an_internationalized_host_is_fetched_by_its_punycode_name(web):
+    web.page("xn--bcher-kva.test", "/a", PAGE)
+    result = crawl_one(fetch_config(web), "http://bücher.test/a")
+    assert result.outcome == "ok", result.error_class
+    assert ("Host", "xn--bcher-kva.test") in result.exchanges[-1].request_headers
+
+
 def test_slow_loris_body_is_cut_off_at_the_total_deadline(web):
     web.route("slow.test", "/", trickle(b"<html>" + b"x" * 1000, interval=0.05))
     started = time.monotonic()
