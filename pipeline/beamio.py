@@ -29,7 +29,8 @@ STAGE_INPUTS = {
     "fetch": ("links", "fetch"),
     "build": ("links", "fetch", "build", "dedup", "tokenizer"),
     "tokenize": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
-    "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize", "train"),
+    # A run keeps its own config in its checkpoints; runs/<run_name>/ separates runs.
+    "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
 }
 # Keys that change how a run reaches its data, not what it produces: never compared.
 TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}

@@ -157,6 +157,7 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
             *args.overrides,
             f'links.dumps=["{beamio.join(web_dir, "dumps", "*.zst")}"]',
             f'fetch.resolve_overrides={{"*" = "127.0.0.1:{web.port}"}}',
+            "train.resume=true",  # a second `make demo` continues the finished run: a no-op
         ]
         config = load(args.config, overrides)
         log.info("micro-web: %d pages served on 127.0.0.1:%d", truth.pages_total, web.port)

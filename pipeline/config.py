@@ -78,7 +78,7 @@ class FetchConfig:
     max_retry_after_s: float  # a longer Retry-After is recorded as a failure
     allow_private_networks: bool  # off: loopback, private, link-local, reserved IPs are refused
     resolve_overrides: dict[str, str]  # host (or "*") -> "ip:port"; for tests and the demo only
-    archive_fallback: str  # "" (off), "commoncrawl" or "wayback"
+    archive_fallback: str  # "" (off), "commoncrawl", "wayback", or "commoncrawl,wayback" (in order)
     commoncrawl_index: str  # CDX API endpoint of one Common Crawl index
     commoncrawl_data: str  # base URL that WARC filenames are relative to
     wayback_endpoint: str
@@ -113,6 +113,7 @@ class DedupConfig:
     num_perm: int
     threshold: float  # Jaccard; bands and rows follow from it as in datasketch
     seed: int  # permutation seed; 1 gives datasketch's default permutations
+    scheme: str  # "affine32" (datasketch >= 2.0 default) or "legacy" (datasketch < 2.0)
     verify: str  # "none", "estimate" (signature Jaccard) or "exact" (shingle Jaccard)
     max_rounds: int  # connected components: rounds before giving up unconverged
 
@@ -148,6 +149,11 @@ class TrainConfig:
     keep_checkpoints: int
     log_every: int
     data: str  # "tokens" (token shards) or "docs" (tokenize document Parquet on the fly)
+    run_name: str  # the run's folder: runs/<run_name>/
+    resume: bool  # continue from the run's latest checkpoint (CLI: --set train.resume=true)
+    padded_vocab_size: int  # embedding rows, >= 50257 (50304 is faster on GPUs); never predicted
+    zero1: bool  # shard AdamW state across DDP ranks (ZeroRedundancyOptimizer)
+    loader_workers: int  # DataLoader workers that tokenize documents when data = "docs"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,298 @@
+"""The tokenize stage: document shards -> GPT-2 token shards for the trainer.
+
+    docs/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
+        --Encode-->    tiktoken's encode_ordinary_batch; each document goes to its split and
+                       shard by a hash of its doc_id, packed per shard
+        --GroupByShard--> --WriteShards-->
+    tokens/train-SSSSS-of-NNNNN.bin, tokens/val-00000-of-00001.bin, tokens/_summary.json
+
+A shard is a TokenShardHeader (schemas/tokens.py) then uint16 tokens: its documents in doc_id
+order, each followed by <|endoftext|> (50256). Split and shard depend only on the doc_id, and
+order within a shard only on doc_ids, so a rerun on any runner writes identical bytes. Shards
+are written under a temporary name and renamed, so a reader never sees a partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import beamio
+from pipeline.config import Config, TokenizerConfig
+from pipeline.tokenizer import load_gpt2
+from schemas.records import DEAD_LETTER
+from schemas.tokens import EOT_TOKEN, HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
+
+STAGE = "tokenize"
+VAL = "val"
+TRAIN = "train"
+DOCS_PATTERN = "documents-*.parquet"
+
+
+# ---- plain functions: split, shard names, packing, shard bytes ------------------------------
+
+
+def doc_hash(doc_id: str) -> tuple[float, int]:
+    """Two independent stable draws from a doc_id: a uniform in [0, 1) and a 64-bit integer."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=16).digest()
+    return int.from_bytes(digest[:8], "little") / 2.0**64, int.from_bytes(digest[8:], "little")
+
+
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """ "val" for about val_fraction of doc_ids, "train" for the rest; stable forever."""
+    return VAL if doc_hash(doc_id)[0] < val_fraction else TRAIN
+
+
+def shard_key(doc_id: str, val_fraction: float, num_shards: int) -> tuple[str, int]:
+    """The (split, shard index) a document goes to."""
+    u, h = doc_hash(doc_id)
+    if u < val_fraction:
+        return VAL, 0
+    return TRAIN, h % num_shards
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.bin"
+
+
+def all_shard_keys(num_shards: int) -> list[tuple[str, int]]:
+    return [(TRAIN, i) for i in range(num_shards)] + [(VAL, 0)]
+
+
+@dataclass
+class PackedDocs:
+    """Some documents bound for one shard: their ids, token counts and concatenated tokens."""
+
+    doc_ids: list[str]
+    lengths: np.ndarray  # int64
+    tokens: np.ndarray  # uint16, no separators
+
+    def documents(self) -> Iterator[tuple[str, np.ndarray]]:
+        ends = np.cumsum(self.lengths)
+        starts = ends - self.lengths
+        for doc_id, start, end in zip(self.doc_ids, starts, ends, strict=True):
+            yield doc_id, self.tokens[start:end]
+
+
+def pack(doc_ids: list[str], token_lists: list[list[int]]) -> PackedDocs:
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    total = int(lengths.sum())
+    tokens = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=TOKEN_DTYPE, count=total)
+    return PackedDocs(doc_ids, lengths, tokens)
+
+
+def concat_documents(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple[np.ndarray, int]:
+    """Documents in any order -> (their tokens in doc_id order, each followed by eot; count).
+
+    Ties on doc_id, which dedup should have removed, are ordered by their tokens.
+    """
+    docs = [doc for p in packs for doc in p.documents()]
+    repeated = {d for d, n in Counter(d for d, _ in docs).items() if n > 1}
+    docs.sort(key=lambda d: (d[0], d[1].tobytes() if d[0] in repeated else b""))
+    separator = np.array([eot], dtype=TOKEN_DTYPE)
+    pieces = [piece for _, tokens in docs for piece in (tokens, separator)]
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=TOKEN_DTYPE)
+    return tokens.astype(TOKEN_DTYPE, copy=False), len(docs)
+
+
+def shard_bytes(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple[bytes, int, int]:
+    """A shard file's bytes from its documents in any order: (bytes, token count, doc count)."""
+    tokens, documents = concat_documents(packs, eot)
+    header = TokenShardHeader(token_count=len(tokens), document_count=documents, eot_token=eot)
+    return header.to_bytes() + tokens.tobytes(), len(tokens), documents
+
+
+def read_shard(path: str) -> tuple[TokenShardHeader, np.ndarray]:
+    """A whole token shard through FileSystems (for checks and tests; the trainer memory-maps)."""
+    with FileSystems.open(path) as f:
+        raw = f.read()
+    header = TokenShardHeader.from_bytes(raw, source=path)
+    tokens = np.frombuffer(raw, dtype=TOKEN_DTYPE, offset=HEADER_BYTES)
+    if len(tokens) != header.token_count:
+        raise ValueError(f"{path}: header says {header.token_count} tokens, file has {len(tokens)}")
+    return header, tokens
+
+
+def read_doc_batches(path: str, batch_docs: int) -> Iterator[tuple[str, list, list]]:
+    """(path, doc_ids, texts) in batches of batch_docs rows, one row group at a time."""
+    with FileSystems.open(path) as f:
+        parquet = pq.ParquetFile(f)
+        missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
+        if missing:
+            raise beamio.StageError(
+                f"{path}: no {' or '.join(sorted(missing))} column; is it a document shard "
+                "written by `webtext build`?"
+            )
+        for batch in parquet.iter_batches(batch_size=batch_docs, columns=["doc_id", "text"]):
+            yield path, batch.column(0).to_pylist(), batch.column(1).to_pylist()
+
+
+# ---- Beam wiring -----------------------------------------------------------------------------
+
+
+class EncodeDocs(beam.DoFn):
+    """Encode a batch of documents; emit (shard key, PackedDocs) and dead letters."""
+
+    DEAD = "dead_letter"
+
+    def __init__(self, tokenizer: TokenizerConfig, val_fraction: float, num_shards: int):
+        self.tokenizer = tokenizer
+        self.val_fraction = val_fraction
+        self.num_shards = num_shards
+
+    def setup(self) -> None:
+        self.encoding = load_gpt2(self.tokenizer)
+        self.documents = beamio.counter(STAGE, "documents_read")
+        self.dead = beamio.counter(STAGE, "dead_letter")
+
+    def process(self, batch: tuple[str, list, list]) -> Iterator:
+        path, doc_ids, texts = batch
+        self.documents.inc(len(doc_ids))
+        by_key: dict[tuple[str, int], tuple[list, list]] = {}
+        keep_ids, keep_texts = [], []
+        for doc_id, text in zip(doc_ids, texts, strict=True):
+            reason = None
+            if not doc_id:
+                reason = "missing_doc_id"
+            elif text is None:
+                reason = "missing_text"
+            elif not text:
+                reason = "empty_text"
+            if reason:
+                self.dead.inc()
+                beamio.counter(STAGE, f"dead_{reason}").inc()
+                yield beam.pvalue.TaggedOutput(
+                    self.DEAD, beamio.dead_letter(path, None, reason, f"doc_id={doc_id!r}", text)
+                )
+                continue
+            keep_ids.append(doc_id)
+            keep_texts.append(text)
+        # One thread: Beam runs one DoFn per core, so tiktoken's own pool would oversubscribe.
+        encoded = self.encoding.encode_ordinary_batch(keep_texts, num_threads=1)
+        for doc_id, tokens in zip(keep_ids, encoded, strict=True):
+            ids, lists = by_key.setdefault(
+                shard_key(doc_id, self.val_fraction, self.num_shards), ([], [])
+            )
+            ids.append(doc_id)
+            lists.append(tokens)
+        for key, (ids, lists) in sorted(by_key.items()):
+            yield key, pack(ids, lists)
+
+
+class WriteShard(beam.DoFn):
+    """Write one shard atomically and count its tokens and documents."""
+
+    def __init__(self, out_dir: str, num_shards: int):
+        self.out_dir = out_dir
+        self.num_shards = num_shards
+
+    def process(self, keyed: tuple[tuple[str, int], Iterable]) -> Iterator[dict]:
+        (split, index), packs = keyed
+        data, tokens, documents = shard_bytes(p for p in packs if p is not None)
+        count = self.num_shards if split == TRAIN else 1
+        name = shard_name(split, index, count)
+        beamio.write_bytes_atomic(beamio.join(self.out_dir, name), data)
+        beamio.counter(STAGE, f"documents_{split}").inc(documents)
+        beamio.counter(STAGE, f"tokens_{split}").inc(tokens)
+        yield {"shard": name, "tokens": tokens, "documents": documents}
+
+
+class TokenizeDocuments(beam.PTransform):
+    """Document shard paths -> written token shards (and a dead-letter PCollection)."""
+
+    def __init__(self, config: Config, out_dir: str):
+        super().__init__()
+        self.config = config
+        self.out_dir = out_dir
+
+    def expand(self, paths: beam.PCollection) -> dict[str, beam.PCollection]:
+        tok = self.config.tokenize
+        encoded = (
+            paths
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadDocs" >> beam.FlatMap(read_doc_batches, batch_docs=tok.batch_docs)
+            | "Encode"
+            >> beam.ParDo(
+                EncodeDocs(self.config.tokenizer, tok.val_fraction, tok.num_shards)
+            ).with_outputs(EncodeDocs.DEAD, main="packed")
+        )
+        # Every shard is written, even one that no document hashed to.
+        every_shard = paths.pipeline | "EveryShard" >> beam.Create(
+            [(key, None) for key in all_shard_keys(tok.num_shards)]
+        )
+        shards = (
+            (encoded.packed, every_shard)
+            | "WithEveryShard" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShard(self.out_dir, tok.num_shards))
+        )
+        return {"shards": shards, "dead_letter": encoded[EncodeDocs.DEAD]}
+
+
+def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    beamio.check_data_root(config, data_root, STAGE)
+    if config.tokenize.num_shards < 1:
+        raise beamio.StageError("[tokenize] num_shards must be at least 1")
+    if not 0.0 <= config.tokenize.val_fraction < 1.0:
+        raise beamio.StageError("[tokenize] val_fraction must be in [0, 1)")
+    docs_dir = beamio.stage_dir(data_root, "build")
+    paths = beamio.match(beamio.join(docs_dir, DOCS_PATTERN))
+    if not paths:
+        raise beamio.StageError(
+            f"no document shards ({DOCS_PATTERN}) under {docs_dir}; run `webtext build` first"
+        )
+    load_gpt2(config.tokenizer)  # fail here, in one line, rather than inside a worker
+    out_dir = beamio.stage_dir(data_root, STAGE)
+
+    def build(p: beam.Pipeline) -> None:
+        outputs = (
+            p | "DocShards" >> beam.Create(paths) | "Tokenize" >> TokenizeDocuments(config, out_dir)
+        )
+        beamio.write_parquet(
+            outputs["dead_letter"],
+            beamio.join(out_dir, "dead_letter"),
+            DEAD_LETTER,
+            num_shards=1,
+        )
+
+    counters = beamio.run_pipeline(STAGE, build, beam_args)
+    shards = []
+    for key in all_shard_keys(config.tokenize.num_shards):
+        count = config.tokenize.num_shards if key[0] == TRAIN else 1
+        name = shard_name(key[0], key[1], count)
+        with FileSystems.open(beamio.join(out_dir, name)) as f:
+            header = TokenShardHeader.from_bytes(f.read(HEADER_BYTES), source=name)
+        shards.append(
+            {"shard": name, "tokens": header.token_count, "documents": header.document_count}
+        )
+    summary = {
+        "counters": counters,
+        "shards": shards,
+        "tokens_train": sum(s["tokens"] for s in shards if s["shard"].startswith(TRAIN)),
+        "tokens_val": sum(s["tokens"] for s in shards if s["shard"].startswith(VAL)),
+        "funnel": [
+            [
+                "documents tokenized",
+                counters.get("documents_train", 0) + counters.get("documents_val", 0),
+            ],
+            ["train tokens", counters.get("tokens_train", 0)],
+            ["validation tokens", counters.get("tokens_val", 0)],
+        ],
+    }
+    beamio.write_summary(data_root, STAGE, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    from pipeline import cli
+
+    sys.exit(cli.main([STAGE, *sys.argv[1:]]))
