@@ -1,0 +1,492 @@
+"""The released dataset: document Parquet shards, the removed-documents shards, the manifest,
+the dataset card, and `validate`, which checks a dataset folder against its manifest.
+
+    docs/documents-SSSSS-of-NNNNN.parquet      the kept documents (schemas.DOCUMENT)
+    docs/removed/removed-SSSSS-of-NNNNN.parquet what filters and dedup removed (schemas.REMOVED)
+    docs/_shards/*.json                         one record per shard: rows, bytes, sha256
+    docs/manifest.json                          config, versions, inputs, funnel, shards
+    docs/README.md, docs/plots/*.png            the dataset card
+
+Shards are deterministic: a document goes to shard xxh64(doc_id) mod N and rows are sorted by
+doc_id inside a shard, so the same documents and config give byte-identical files. Each
+shard is written whole by one worker (sorted in memory: a shard is a few hundred MB) under a
+temporary name and renamed, and records its own checksum, so `finish` never rereads data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import platform
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+from apache_beam.io.filesystems import FileSystems
+
+import schemas
+from pipeline import beamio
+from pipeline.config import Config
+from pipeline.dedup import convergence_problem
+from schemas.records import SCHEMA_VERSION_KEY
+
+log = logging.getLogger("webtext")
+
+DOCUMENTS = "documents"
+REMOVED = "removed"
+SHARD_RECORDS = "_shards"
+MANIFEST = "manifest.json"
+CARD = "README.md"
+# zstd Parquet of English web text is about a third of its UTF-8 size; used to turn
+# build.target_shard_mb into a shard count before anything is written.
+COMPRESSED_FRACTION = 0.35
+ROW_OVERHEAD_BYTES = 300  # URLs, submissions and the other columns of one row
+VERSIONED_PACKAGES = (
+    "webtext", "apache-beam", "pyarrow", "numpy", "datasketch", "trafilatura", "tiktoken",
+    "xxhash", "py3langid", "ftfy",
+)  # fmt: skip
+_KINDS = {
+    DOCUMENTS: (schemas.DOCUMENT, ""),
+    REMOVED: (schemas.REMOVED, "removed"),
+}
+
+
+def shard_name(kind: str, index: int, num_shards: int) -> str:
+    """Path of a shard relative to the docs folder, e.g. documents-00003-of-00008.parquet."""
+    subdir = _KINDS[kind][1]
+    name = f"{kind}-{index:05d}-of-{num_shards:05d}.parquet"
+    return f"{subdir}/{name}" if subdir else name
+
+
+def shard_of(doc_id: str, num_shards: int) -> int:
+    return xxhash.xxh64_intdigest(doc_id.encode("utf-8")) % num_shards
+
+
+def shard_count(total_bytes: int, target_shard_mb: int) -> int:
+    """Shards needed for `total_bytes` of estimated Parquet at `target_shard_mb` each."""
+    return max(1, math.ceil(total_bytes / (target_shard_mb * 1024 * 1024)))
+
+
+def estimated_parquet_bytes(row: dict[str, Any]) -> int:
+    text = row.get("text") or ""
+    return int((len(text.encode("utf-8")) + ROW_OVERHEAD_BYTES) * COMPRESSED_FRACTION)
+
+
+def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema, row_group_rows: int) -> bytes:
+    """One zstd Parquet file, row groups of `row_group_rows`, schema metadata kept."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    buffer = io.BytesIO()
+    pq.write_table(
+        table, buffer, compression="zstd", row_group_size=max(1, row_group_rows),
+        write_statistics=True,
+    )  # fmt: skip
+    return buffer.getvalue()
+
+
+def stored_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema as Parquet gives it back: Parquet has no seconds unit, so timestamp[s]
+    columns are stored (and read back by every reader) as timestamp[ms]."""
+    fields = [
+        f.with_type(pa.timestamp("ms", tz=f.type.tz))
+        if pa.types.is_timestamp(f.type) and f.type.unit == "s"
+        else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    return (row["doc_id"], row.get("stage") or "", row.get("reason") or "")
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- Beam: writing shards
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, docs_dir: str, kind: str, row_group_rows: int):
+        self.docs_dir, self.kind, self.row_group_rows = docs_dir, kind, row_group_rows
+
+    def process(self, item: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict]:
+        index, values = item
+        rows = sorted((v for v in values if v is not None), key=_sort_key)
+        schema = _KINDS[self.kind][0]
+        data = parquet_bytes(rows, schema, self.row_group_rows)
+        name = shard_name(self.kind, index, num_shards)
+        beamio.write_bytes_atomic(beamio.join(self.docs_dir, name), data)
+        record = {
+            "kind": self.kind,
+            "path": name,
+            "index": index,
+            "num_shards": num_shards,
+            "rows": len(rows),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        record_name = name.replace("/", "__").removesuffix(".parquet") + ".json"
+        beamio.write_json(beamio.join(self.docs_dir, SHARD_RECORDS, record_name), record)
+        beamio.counter("build", f"{self.kind}_shards").inc()
+        yield record
+
+
+class _WriteShards(beam.PTransform):
+    """Rows -> `kind` shards: N fixed, or sized from the estimated bytes of all rows."""
+
+    def __init__(
+        self, docs_dir: str, kind: str, num_shards: int, target_mb: int, row_group_rows: int
+    ):
+        super().__init__()
+        self.docs_dir, self.kind = docs_dir, kind
+        self.num_shards, self.target_mb, self.row_group_rows = num_shards, target_mb, row_group_rows
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        if self.num_shards > 0:
+            count = rows.pipeline | "ShardCount" >> beam.Create([self.num_shards])
+        else:
+            target = self.target_mb
+            count = (
+                rows
+                | "EstimateBytes" >> beam.Map(estimated_parquet_bytes)
+                | "TotalBytes" >> beam.CombineGlobally(sum)
+                | "ShardCount" >> beam.Map(lambda total: shard_count(total, target))
+            )
+        n = beam.pvalue.AsSingleton(count)
+        keyed = rows | "AssignShard" >> beam.Map(
+            lambda row, n: (shard_of(row["doc_id"], n), row), n=n
+        )
+        every_shard = count | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
+        return (
+            (keyed, every_shard)
+            | "Merge" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard"
+            >> beam.ParDo(_WriteShard(self.docs_dir, self.kind, self.row_group_rows), n)
+        )
+
+
+def _without_text(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "text": None}
+
+
+class WriteDocuments(beam.PTransform):
+    """Kept documents (and removed rows) -> deterministic zstd Parquet shards under docs/.
+
+    Input: a PCollection of documents, or a dict {"kept": documents, "removed": REMOVED
+    rows} such as `Deduplicate` returns (flatten the filters' removed rows into "removed").
+    Output: one record per shard written (kind, path, rows, bytes, sha256).
+    """
+
+    def __init__(self, data_root: str, config: Config):
+        super().__init__()
+        self.docs_dir = beamio.stage_dir(data_root, "build")
+        self.build = config.build
+
+    def expand(self, pcolls: Any) -> beam.PCollection:
+        if isinstance(pcolls, dict):
+            kept, removed = pcolls["kept"], pcolls.get("removed")
+        else:
+            kept, removed = pcolls, None
+        b = self.build
+        written = [
+            kept
+            | "WriteDocumentShards"
+            >> _WriteShards(
+                self.docs_dir, DOCUMENTS, b.num_shards, b.target_shard_mb, b.row_group_rows
+            )
+        ]
+        if removed is not None:
+            if not b.write_rejected:
+                removed = removed | "DropRemovedText" >> beam.Map(_without_text)
+            written.append(
+                removed
+                | "WriteRemovedShards"
+                >> _WriteShards(self.docs_dir, REMOVED, 0, b.target_shard_mb, b.row_group_rows)
+            )
+        return written | "ShardRecords" >> beam.Flatten()
+
+
+# ---------------------------------------------------------------- after the pipeline
+
+
+def _shard_records(docs_dir: str, counters: dict[str, int]) -> dict[str, list[dict]]:
+    """This run's shard records, by kind; stale shards of an earlier layout are deleted."""
+    records: dict[str, list[dict]] = {DOCUMENTS: [], REMOVED: []}
+    for path in beamio.match(beamio.join(docs_dir, SHARD_RECORDS, "*.json")):
+        record = beamio.read_json(path)
+        records.setdefault(record["kind"], []).append({**record, "_record": path})
+    out = {}
+    for kind, items in records.items():
+        layouts = {r["num_shards"] for r in items}
+        current = counters.get(f"{kind}_shards")
+        if current is None and len(layouts) > 1:
+            raise beamio.StageError(
+                f"{docs_dir} holds {kind} shards of {len(layouts)} runs "
+                f"({sorted(layouts)} shards); delete the folder and rerun build"
+            )
+        keep = [r for r in items if current is None or r["num_shards"] == current]
+        stale = [r for r in items if r not in keep]
+        for r in stale:
+            log.info("build: deleting stale shard %s", r["path"])
+            for path in (beamio.join(docs_dir, r["path"]), r["_record"]):
+                if beamio.exists(path):
+                    FileSystems.delete([path])
+        keep.sort(key=lambda r: r["index"])
+        if current is not None and len(keep) != current:
+            raise beamio.StageError(
+                f"{docs_dir}: {len(keep)} of {current} {kind} shards were recorded; rerun build"
+            )
+        out[kind] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in keep]
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _input_fingerprint(data_root: str, stage: str) -> dict[str, Any]:
+    """What an upstream stage's output was: its files' count and bytes, its summary's hash."""
+    folder = beamio.stage_dir(data_root, stage)
+    if not beamio.exists(folder):
+        return {"present": False}
+    files = FileSystems.match([beamio.join(folder, "**")])[0].metadata_list
+    summary = beamio.join(folder, beamio.SUMMARY)
+    config = beamio.join(folder, beamio.CONFIG_RECORD)
+    return {
+        "present": True,
+        "files": len(files),
+        "bytes": sum(m.size_in_bytes for m in files),
+        "summary_sha256": sha256_of(summary) if beamio.exists(summary) else None,
+        "config_sha256": sha256_of(config) if beamio.exists(config) else None,
+    }
+
+
+def _document_stats(docs_dir: str, shards: list[dict]) -> dict[str, Any]:
+    hosts: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    tokens: list[np.ndarray] = []
+    for shard in shards:
+        with FileSystems.open(beamio.join(docs_dir, shard["path"])) as f:
+            table = pq.read_table(io.BytesIO(f.read()), columns=["host", "language", "token_count"])
+        hosts.update(table.column("host").to_pylist())
+        languages.update(lang or "unknown" for lang in table.column("language").to_pylist())
+        tokens.append(table.column("token_count").to_numpy(zero_copy_only=False))
+    token_counts = np.concatenate(tokens) if tokens else np.empty(0, dtype=np.int64)
+    return {
+        "hosts": hosts,
+        "languages": languages,
+        "token_counts": token_counts,
+    }
+
+
+def build_funnel(counters: dict[str, int], documents: int) -> list[tuple[str, int]]:
+    """The dedup end of the funnel; the extraction counters come before it."""
+    return [
+        ("exact_duplicate", counters.get("exact_duplicate", 0)),
+        ("near_duplicate", counters.get("near_duplicate", 0)),
+        ("documents", documents),
+    ]
+
+
+def _save_plot(figure: Any, path: str) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    beamio.write_bytes_atomic(path, buffer.getvalue())
+
+
+def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    paths = {"length": "plots/length.png", "language": "plots/language.png"}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    counts = stats["token_counts"]
+    if counts.size:
+        bins = np.logspace(0, math.log10(max(10, counts.max()) + 1), 40)
+        ax.hist(np.maximum(counts, 1), bins=bins, color="#4477aa")
+    ax.set_xscale("log")
+    ax.set_xlabel("GPT-2 tokens per document")
+    ax.set_ylabel("documents")
+    ax.set_title("Document length")
+    _save_plot(fig, beamio.join(docs_dir, paths["length"]))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    top = stats["languages"].most_common(15)
+    ax.bar([k for k, _ in top], [v for _, v in top], color="#228833")
+    ax.set_ylabel("documents")
+    ax.set_title("Language (py3langid)")
+    _save_plot(fig, beamio.join(docs_dir, paths["language"]))
+    plt.close(fig)
+    return paths
+
+
+def _card(manifest: dict[str, Any], stats: dict[str, Any], plots: dict[str, str]) -> str:
+    totals = manifest["totals"]
+    lines = [
+        "# webtext: a rebuild of WebText",
+        "",
+        f"{totals['documents']:,} documents in {len(manifest['shards'][DOCUMENTS])} zstd Parquet "
+        f"shards ({totals['document_bytes'] / 1e6:,.1f} MB), columns as in `schemas.DOCUMENT` "
+        f"(version {manifest['schemas'][DOCUMENTS]['version']}). Made by webtext "
+        f"{manifest['versions'].get('webtext')} on {manifest['created_utc']}; config "
+        f"fingerprint `{manifest['config_fingerprint']}`. `webtext validate` checks this "
+        "folder against `manifest.json`.",
+        "",
+    ]
+    for warning in manifest["warnings"]:
+        lines += [f"> **Warning:** {warning}", ""]
+    lines += ["## Funnel", "", "| step | count |", "|---|---:|"]
+    lines += [f"| {name} | {value:,} |" for name, value in manifest["funnel"]]
+    lines += ["", "## Top domains", "", "| host | documents | share |", "|---|---:|---:|"]
+    total = max(1, totals["documents"])
+    for host, n in stats["hosts"].most_common(25):
+        lines.append(f"| {host} | {n:,} | {n / total:.1%} |")
+    counts = stats["token_counts"]
+    lines += ["", "## Length", ""]
+    if counts.size:
+        p50, p90, p99 = np.percentile(counts, [50, 90, 99])
+        lines.append(
+            f"GPT-2 tokens per document: median {p50:,.0f}, 90th percentile {p90:,.0f}, "
+            f"99th {p99:,.0f}; {int(counts.sum()):,} tokens in all."
+        )
+    lines += ["", f"![length]({plots['length']})", "", "## Language", ""]
+    lines += [f"![language]({plots['language']})", ""]
+    lines += ["| language | documents |", "|---|---:|"]
+    lines += [f"| {lang} | {n:,} |" for lang, n in stats["languages"].most_common(10)]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `documents-SSSSS-of-NNNNN.parquet`: the documents, sorted by `doc_id`; a document's "
+        "shard is xxh64(doc_id) mod N.",
+        "- `removed/removed-*.parquet`: documents removed by filters and by deduplication, "
+        "with the reason and, for duplicates, the `doc_id` of the copy that was kept.",
+        "- `manifest.json`: config, package versions, input fingerprints, the funnel, and every "
+        "shard's row count and SHA-256.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str, Any]:
+    """After the build pipeline: write docs/manifest.json and the dataset card; return the manifest."""
+    docs_dir = beamio.stage_dir(data_root, "build")
+    shards = _shard_records(docs_dir, counters)
+    documents = sum(s["rows"] for s in shards[DOCUMENTS])
+    funnel: list[tuple[str, Any]] = []
+    for stage in ("links", "fetch"):
+        funnel.extend(
+            (name, value)
+            for name, value in (beamio.read_summary(data_root, stage) or {}).get("funnel", [])
+        )
+    funnel.extend(build_funnel(counters, documents))
+    warnings = [w for w in (convergence_problem(counters),) if w]
+    for warning in warnings:
+        log.warning("%s", warning)
+    manifest = {
+        "dataset": "webtext",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config.to_dict(),
+        "config_fingerprint": config.fingerprint(*beamio.STAGE_INPUTS["build"]),
+        "versions": package_versions(),
+        "inputs": {stage: _input_fingerprint(data_root, stage) for stage in ("links", "fetch")},
+        "funnel": [[name, value] for name, value in funnel],
+        "counters": dict(sorted(counters.items())),
+        "warnings": warnings,
+        "schemas": {
+            kind: {
+                "name": schemas.schema_name(schema),
+                "version": int(schema.metadata[SCHEMA_VERSION_KEY]),
+            }
+            for kind, (schema, _) in _KINDS.items()
+        },
+        "shards": shards,
+        "totals": {
+            "documents": documents,
+            "removed": sum(s["rows"] for s in shards[REMOVED]),
+            "document_bytes": sum(s["bytes"] for s in shards[DOCUMENTS]),
+        },
+    }
+    stats = _document_stats(docs_dir, shards[DOCUMENTS])
+    plots = _plots(docs_dir, stats)
+    beamio.write_json(beamio.join(docs_dir, MANIFEST), manifest)
+    beamio.write_bytes_atomic(beamio.join(docs_dir, CARD), _card(manifest, stats, plots).encode())
+    return manifest
+
+
+def validate(dataset_dir: str) -> list[str]:
+    """What is wrong with a dataset folder compared with its manifest; empty when nothing is."""
+    manifest_path = beamio.join(dataset_dir, MANIFEST)
+    if not beamio.exists(manifest_path):
+        return [f"no {MANIFEST}: not a webtext docs folder, or build did not finish"]
+    try:
+        manifest = beamio.read_json(manifest_path)
+        listed = manifest["shards"]
+    except (ValueError, KeyError) as e:
+        return [f"{MANIFEST} is unreadable: {e}"]
+    problems = []
+    for kind, (schema, subdir) in _KINDS.items():
+        entries = listed.get(kind, [])
+        names = {e["path"] for e in entries}
+        folder = beamio.join(dataset_dir, subdir) if subdir else dataset_dir
+        for path in beamio.match(beamio.join(folder, f"{kind}-*.parquet")):
+            basename = path.replace("\\", "/").rsplit("/", 1)[-1]
+            relative = f"{subdir}/{basename}" if subdir else basename
+            if relative not in names:
+                problems.append(f"{relative}: shard not in the manifest")
+        for entry in entries:
+            problems.extend(_check_shard(dataset_dir, entry, schema))
+    total = sum(e["rows"] for e in listed.get(DOCUMENTS, []))
+    if manifest.get("totals", {}).get("documents") != total:
+        problems.append(
+            f"manifest totals say {manifest.get('totals', {}).get('documents')} documents, its shards {total}"
+        )
+    return problems
+
+
+def _check_shard(dataset_dir: str, entry: dict[str, Any], schema: pa.Schema) -> list[str]:
+    path = beamio.join(dataset_dir, entry["path"])
+    name = entry["path"]
+    if not beamio.exists(path):
+        return [f"{name}: missing"]
+    problems = []
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        problems.append(
+            f"{name}: checksum {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}…"
+        )
+    try:
+        with FileSystems.open(path) as f:
+            parquet = pq.ParquetFile(io.BytesIO(f.read()))
+        rows = parquet.metadata.num_rows
+        file_schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as e:
+        return [*problems, f"{name}: not a readable Parquet file ({str(e).splitlines()[0]})"]
+    if rows != entry["rows"]:
+        problems.append(f"{name}: {rows} rows, the manifest says {entry['rows']}")
+    problems.extend(f"{name}: {p}" for p in schemas.check_table(file_schema, stored_schema(schema)))
+    return problems

@@ -1,0 +1,468 @@
+"""Exact and MinHash near-duplicate removal as Beam shuffles, on any runner, at any scale.
+
+    documents ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
+               ├─ Signatures ─ LshBuckets: GroupByKey(band, band hash) ─ CandidatePairs
+               │                 ─ Verify: join both ends with their sketches ─ Jaccard >= t
+               │       exact edges + verified edges ─ Components (large-star / small-star)
+               ├─ KeepRule:      GroupByKey(component) ─ one kept per cluster, the rest removed
+               └─ SplitKeptRemoved: CoGroupByKey(doc_id) ─ {"kept", "removed"}
+
+Both kinds of duplicate become edges of one graph, and one document is kept per connected
+component, by the keep rule: highest karma (the link's aggregate karma under the links
+stage's karma rule), then earliest first submission, then smallest doc_id. A removed
+document whose text hash equals the kept one's is an "exact_duplicate", otherwise a
+"near_duplicate"; its cluster is named by the kept doc_id. This gives the same clusters as
+exact dedup followed by near dedup of the survivors (copies have equal signatures), in one
+less shuffle of whole documents.
+
+Nothing is collected on one worker: every step is keyed by a text hash, a band, a node or
+a doc_id. The largest group is a component's centre after convergence (its member ids).
+
+Connected components alternate large-star and small-star (Kiveris et al., "Connected
+Components in MapReduce and Beyond", 2014), unrolled over `max_rounds` rounds. Each round
+counts the edges it changes; a round with none means every component is a star around
+its smallest id. A final check counts the nodes that are not in that shape
+(`dedup_unconverged`): they keep a label inside their component, so an unconverged run
+removes fewer duplicates, never a non-duplicate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.pvalue import TaggedOutput
+
+from pipeline import beamio
+from pipeline.config import DedupConfig
+from pipeline.minhash import (
+    LshParams,
+    MinHasher,
+    band_keys,
+    estimated_jaccard,
+    exact_jaccard,
+    optimal_params,
+    shingle_hashes,
+    shingle_set,
+)
+
+log = logging.getLogger("webtext")
+
+# Buckets up to this size emit every pair, so a verified pair is never lost because the
+# bucket's smallest id is a false positive; bigger buckets (mass-copied pages) emit a star
+# to the smallest id, which keeps candidate pairs linear in the bucket size.
+ALL_PAIRS_MAX_BUCKET = 16
+VERIFY_MODES = ("none", "estimate", "exact")
+EXACT_DUPLICATE = "exact_duplicate"
+NEAR_DUPLICATE = "near_duplicate"
+
+Edge = tuple[str, str]  # (smaller id, larger id)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """What the keep rule needs to know about a document."""
+
+    doc_id: str
+    karma: int
+    first_created_utc: int
+    text_hash: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Rank:
+        return cls(doc["doc_id"], doc["karma"], doc["first_created_utc"], doc["text_hash"])
+
+    def keep_key(self) -> tuple[int, int, str]:
+        """Smallest is kept: highest karma, then earliest submission, then smallest doc_id."""
+        return (-self.karma, self.first_created_utc, self.doc_id)
+
+
+def best(ranks: Iterable[Rank]) -> Rank:
+    return min(ranks, key=Rank.keep_key)
+
+
+def removal_reason(removed: Rank, kept: Rank) -> str:
+    return EXACT_DUPLICATE if removed.text_hash == kept.text_hash else NEAR_DUPLICATE
+
+
+def edge(a: str, b: str) -> Edge:
+    return (a, b) if a < b else (b, a)
+
+
+def bucket_pairs(members: Iterable[str]) -> list[Edge]:
+    """Candidate pairs of one LSH bucket: every pair when small, else a star to the min."""
+    ids = sorted(set(members))
+    if len(ids) <= ALL_PAIRS_MAX_BUCKET:
+        return list(itertools.combinations(ids, 2))
+    return [(ids[0], other) for other in ids[1:]]
+
+
+def large_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
+    """Link every larger neighbor to the smallest of the node and its neighbors.
+
+    Returns the new edges and how many of them differ from the edges they replace.
+    """
+    nbrs = set(neighbors)
+    nbrs.discard(node)
+    smallest = min(nbrs | {node})
+    larger = [v for v in nbrs if v > node]
+    return [(smallest, v) for v in larger], (len(larger) if smallest < node else 0)
+
+
+def small_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
+    """Link the node and its smaller neighbors to the smallest of them."""
+    smaller = {v for v in neighbors if v < node}
+    if not smaller:
+        return [], 0
+    smallest = min(smaller)
+    return [(smallest, v) for v in smaller | {node} if v != smallest], len(smaller) - 1
+
+
+def star_label(node: str, neighbors: Iterable[str]) -> tuple[str, bool]:
+    """The node's component label and whether its edges have the converged (star) shape."""
+    nbrs = set(neighbors)
+    smaller = [v for v in nbrs if v < node]
+    if not smaller:
+        return node, True
+    return min(smaller), len(smaller) == 1 and len(nbrs) == 1
+
+
+def union_find_components(edges: Iterable[Edge]) -> dict[str, str]:
+    """Plain in-memory union-find: node -> smallest node of its component (for checks)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {node: find(node) for node in list(parent)}
+
+
+def verify_pair(sketch_a: np.ndarray, sketch_b: np.ndarray, mode: str, threshold: float) -> bool:
+    if mode == "exact":
+        return exact_jaccard(sketch_a, sketch_b) >= threshold
+    return estimated_jaccard(sketch_a, sketch_b) >= threshold
+
+
+def _counter(name: str) -> Any:
+    return beamio.counter("build", name)
+
+
+# ---------------------------------------------------------------- DoFns: wiring only
+
+
+class _SignDocuments(beam.DoFn):
+    """doc -> (band key, doc_id) per band; tagged "sketch": (doc_id, bytes) for verification."""
+
+    def __init__(self, config: DedupConfig, params: LshParams):
+        self.config, self.params = config, params
+
+    def setup(self) -> None:
+        self.hasher = MinHasher(self.config.num_perm, self.config.seed, self.config.scheme)
+        self.no_shingles = _counter("dedup_no_shingles")
+
+    def process(self, doc: dict[str, Any]) -> Iterator[Any]:
+        hashes = shingle_hashes(doc["text"], self.config.ngram)
+        signature = self.hasher.signature_from_hashes(hashes)
+        if signature is None:
+            self.no_shingles.inc()
+            return
+        doc_id = doc["doc_id"]
+        for key in band_keys(signature, self.params):
+            yield key, doc_id
+        if self.config.verify == "exact":
+            yield TaggedOutput("sketch", (doc_id, shingle_set(hashes).tobytes()))
+        elif self.config.verify == "estimate":
+            yield TaggedOutput("sketch", (doc_id, signature.tobytes()))
+
+
+def _sketch_array(blob: bytes, mode: str) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.uint64 if mode == "exact" else np.uint32)
+
+
+def _exact_group_edges(item: tuple[str, Iterable[Rank]]) -> Iterator[Edge]:
+    _, ranks = item
+    ranks = list(ranks)
+    if len(ranks) < 2:
+        return
+    kept = best(ranks)
+    for rank in ranks:
+        if rank.doc_id != kept.doc_id:
+            yield edge(kept.doc_id, rank.doc_id)
+
+
+def _bucket_pairs(item: tuple[bytes, Iterable[str]]) -> Iterator[Edge]:
+    yield from bucket_pairs(item[1])
+
+
+def _first_end_with_sketch(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Any]]:
+    doc_id, joined = item
+    for sketch in joined["sketch"][:1]:
+        for other in joined["pair"]:
+            yield other, (doc_id, sketch)
+
+
+class _VerifyPairs(beam.DoFn):
+    def __init__(self, mode: str, threshold: float):
+        self.mode, self.threshold = mode, threshold
+
+    def setup(self) -> None:
+        self.verified = _counter("dedup_verified_pairs")
+
+    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[Edge]:
+        doc_id, joined = item
+        for sketch in joined["sketch"][:1]:
+            mine = _sketch_array(sketch, self.mode)
+            for other_id, other_sketch in joined["half"]:
+                if verify_pair(
+                    _sketch_array(other_sketch, self.mode), mine, self.mode, self.threshold
+                ):
+                    self.verified.inc()
+                    yield edge(other_id, doc_id)
+
+
+def _both_directions(e: Edge) -> Iterator[tuple[str, str]]:
+    yield e
+    yield e[1], e[0]
+
+
+def _count(name: str) -> Callable[[Any], Any]:
+    def count(element: Any) -> Any:
+        _counter(name).inc()
+        return element
+
+    return count
+
+
+class _StarStep(beam.DoFn):
+    """One large-star or small-star step at one node; tags "changed" with the round number."""
+
+    def __init__(self, step: Callable[[str, Iterable[str]], tuple[list[Edge], int]], round_: int):
+        self.step, self.round = step, round_
+
+    def process(self, item: tuple[str, Iterable[str]]) -> Iterator[Any]:
+        edges, changes = self.step(*item)
+        yield from edges
+        if changes:
+            yield TaggedOutput("changed", self.round)
+
+
+class _Label(beam.DoFn):
+    def setup(self) -> None:
+        self.unconverged = _counter("dedup_unconverged")
+
+    def process(self, item: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+        node, neighbors = item
+        label, converged = star_label(node, neighbors)
+        if not converged:
+            self.unconverged.inc()
+        yield node, label
+
+
+def _record_rounds(last_round: int) -> None:
+    _counter("dedup_rounds").inc(last_round)
+
+
+def _ranks_by_label(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Rank]]:
+    _, joined = item
+    for label in joined["label"][:1]:
+        for rank in joined["rank"]:
+            yield label, rank
+
+
+def _cluster_removals(item: tuple[str, Iterable[Rank]]) -> Iterator[tuple[str, tuple]]:
+    _, ranks = item
+    ranks = list(ranks)
+    kept = best(ranks)
+    _counter("dedup_clusters").inc()
+    for rank in ranks:
+        if rank.doc_id != kept.doc_id:
+            yield rank.doc_id, (kept.doc_id, removal_reason(rank, kept), len(ranks))
+
+
+def removed_record(doc: dict[str, Any], kept_doc_id: str, reason: str, detail: str) -> dict:
+    """A schemas.REMOVED row for a document dedup dropped; its cluster is the kept doc_id."""
+    return {
+        "doc_id": doc["doc_id"],
+        "normalized_url": doc["normalized_url"],
+        "final_url": doc.get("final_url"),
+        "stage": "dedup",
+        "reason": reason,
+        "detail": detail,
+        "cluster_id": kept_doc_id,
+        "kept_doc_id": kept_doc_id,
+        "text": doc.get("text"),
+    }
+
+
+class _SplitKeptRemoved(beam.DoFn):
+    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[Any]:
+        _, joined = item
+        docs = sorted(joined["doc"], key=lambda d: Rank.of(d).keep_key())
+        removals = joined["removal"]
+        for i, doc in enumerate(docs):
+            if removals:
+                kept_doc_id, reason, size = removals[0]
+                _counter(reason).inc()
+                detail = f"cluster of {size} documents"
+                yield TaggedOutput("removed", removed_record(doc, kept_doc_id, reason, detail))
+            elif i > 0:  # a doc_id seen twice: upstream should make them unique
+                _counter("dedup_duplicate_doc_id").inc()
+                detail = "same doc_id as the kept document"
+                yield TaggedOutput(
+                    "removed", removed_record(doc, docs[0]["doc_id"], EXACT_DUPLICATE, detail)
+                )
+            else:
+                yield doc
+
+
+# ---------------------------------------------------------------- composite transforms
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges (a, b) -> (node, label), label = the component's smallest node once converged.
+
+    Alternates large-star and small-star for `max_rounds` rounds. Counters: dedup_rounds
+    (the last round that changed an edge) and dedup_unconverged (nodes not in star shape
+    at the end; zero when converged).
+    """
+
+    def __init__(self, max_rounds: int):
+        super().__init__()
+        self.max_rounds = max_rounds
+
+    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+        changed = []
+        for k in range(1, self.max_rounds + 1):
+            for name, step in (("LargeStar", large_star), ("SmallStar", small_star)):
+                out = (
+                    edges
+                    | f"{name}{k}Directed" >> beam.FlatMap(_both_directions)
+                    | f"{name}{k}Group" >> beam.GroupByKey()
+                    | f"{name}{k}"
+                    >> beam.ParDo(_StarStep(step, k)).with_outputs("changed", main="edges")
+                )
+                edges = out.edges
+                changed.append(out.changed)
+        (
+            changed
+            | "AllChanges" >> beam.Flatten()
+            | "LastRoundWithChanges" >> beam.CombineGlobally(lambda rounds: max(rounds, default=0))
+            | "CountRounds" >> beam.Map(_record_rounds)
+        )
+        return (
+            edges
+            | "FinalDirected" >> beam.FlatMap(_both_directions)
+            | "FinalGroup" >> beam.GroupByKey()
+            | "CheckConvergedAndLabel" >> beam.ParDo(_Label())
+        )
+
+
+class Deduplicate(beam.PTransform):
+    """Documents (schemas.DOCUMENT dicts) -> {"kept": documents, "removed": REMOVED dicts}."""
+
+    def __init__(self, config: DedupConfig):
+        super().__init__()
+        if config.verify not in VERIFY_MODES:
+            raise beamio.StageError(
+                f"[dedup] verify = {config.verify!r}: use one of {', '.join(VERIFY_MODES)}"
+            )
+        if config.max_rounds < 1:
+            raise beamio.StageError("[dedup] max_rounds must be at least 1")
+        self.config = config
+        self.params = optimal_params(config.threshold, config.num_perm)
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        config = self.config
+        pipeline = docs.pipeline
+        if not (config.exact or config.near):
+            return {"kept": docs, "removed": pipeline | "NoRemovals" >> beam.Create([])}
+        ranks = docs | "Ranks" >> beam.Map(lambda d: (d["doc_id"], Rank.of(d)))
+        edge_sets = []
+        if config.exact:
+            edge_sets.append(
+                ranks
+                | "KeyByTextHash" >> beam.Map(lambda kv: (kv[1].text_hash, kv[1]))
+                | "ExactGroups" >> beam.GroupByKey()
+                | "ExactEdges" >> beam.FlatMap(_exact_group_edges)
+            )
+        if config.near:
+            edge_sets.append(docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params))
+        labels = (
+            edge_sets
+            | "AllEdges" >> beam.Flatten()
+            | "Components" >> ConnectedComponents(config.max_rounds)
+        )
+        removals = (
+            {"rank": ranks, "label": labels}
+            | "JoinRanksWithLabels" >> beam.CoGroupByKey()
+            | "KeyByCluster" >> beam.FlatMap(_ranks_by_label)
+            | "Clusters" >> beam.GroupByKey()
+            | "KeepRule" >> beam.FlatMap(_cluster_removals)
+        )
+        split = (
+            {
+                "doc": docs | "KeyByDocId" >> beam.Map(lambda d: (d["doc_id"], d)),
+                "removal": removals,
+            }
+            | "JoinDocsWithRemovals" >> beam.CoGroupByKey()
+            | "SplitKeptRemoved"
+            >> beam.ParDo(_SplitKeptRemoved()).with_outputs("removed", main="kept")
+        )
+        return {"kept": split.kept, "removed": split.removed}
+
+
+class _NearDuplicateEdges(beam.PTransform):
+    """Documents -> verified near-duplicate edges (a, b), a < b."""
+
+    def __init__(self, config: DedupConfig, params: LshParams):
+        super().__init__()
+        self.config, self.params = config, params
+
+    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        signed = docs | "Signatures" >> beam.ParDo(
+            _SignDocuments(self.config, self.params)
+        ).with_outputs("sketch", main="bands")
+        candidates = (
+            signed.bands
+            | "LshBuckets" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.FlatMap(_bucket_pairs)
+            | "CandidatePairs" >> beam.Distinct()
+            | "CountCandidates" >> beam.Map(_count("dedup_candidate_pairs"))
+        )
+        mode = self.config.verify
+        if mode == "none":
+            return candidates | "CountVerified" >> beam.Map(_count("dedup_verified_pairs"))
+        half = (
+            {"sketch": signed.sketch, "pair": candidates}
+            | "JoinFirstEnd" >> beam.CoGroupByKey()
+            | "CarryFirstSketch" >> beam.FlatMap(_first_end_with_sketch)
+        )
+        return (
+            {"sketch": signed.sketch, "half": half}
+            | "JoinSecondEnd" >> beam.CoGroupByKey()
+            | "Verify" >> beam.ParDo(_VerifyPairs(mode, self.config.threshold))
+        )
+
+
+def convergence_problem(counters: dict[str, int]) -> str | None:
+    """A one-line warning when connected components did not converge, else None."""
+    unconverged = counters.get("dedup_unconverged", 0)
+    if not unconverged:
+        return None
+    return (
+        f"dedup: connected components did not converge in [dedup] max_rounds "
+        f"({unconverged} nodes not settled); some near-duplicates were kept: raise max_rounds"
+    )

@@ -1,0 +1,223 @@
+"""Document shards, manifest, dataset card and validate, through a real DirectRunner write."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from pipeline import beamio, dataset
+from pipeline.config import Config, load
+from pipeline.textnorm import text_hash
+from tests.conftest import DEMO_CONFIG
+
+HOSTS = ["example.com", "news.example.org", "blog.example.net"]
+
+
+def _config(num_shards: int = 3, row_group_rows: int = 7, write_rejected: bool = True) -> Config:
+    config = load(DEMO_CONFIG)
+    build = dataclasses.replace(
+        config.build, num_shards=num_shards, row_group_rows=row_group_rows,
+        write_rejected=write_rejected,
+    )  # fmt: skip
+    return dataclasses.replace(config, build=build)
+
+
+def _document(i: int, rng: random.Random) -> dict:
+    text = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(50 + i))
+    host = HOSTS[i % len(HOSTS)]
+    return {
+        "doc_id": f"{rng.getrandbits(64):016x}",
+        "text": text,
+        "title": f"Title {i}",
+        "date": None,
+        "language": "en" if i % 4 else "de",
+        "language_score": 0.9,
+        "word_count": 50 + i,
+        "token_count": 60 + 3 * i,
+        "normalized_url": f"http://{host}/{i}",
+        "final_url": f"https://{host}/{i}",
+        "host": host,
+        "karma": 3 + i,
+        "first_created_utc": 1_400_000_000 + i,
+        "submissions": [
+            {
+                "id": f"s{i}",
+                "subreddit": "test",
+                "score": 3 + i,
+                "created_utc": 1_400_000_000 + i,
+                "title": "t",
+            }
+        ],
+        "fetched_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        "warc_file": "warc/fetch-00000.warc.gz",
+        "warc_offset": 100 * i,
+        "extractor": "trafilatura test",
+        "text_hash": text_hash(text),
+    }
+
+
+def _removed(doc: dict) -> dict:
+    return {
+        "doc_id": doc["doc_id"] + "-r",
+        "normalized_url": doc["normalized_url"] + "?copy",
+        "final_url": None,
+        "stage": "dedup",
+        "reason": "near_duplicate",
+        "detail": "cluster of 2 documents",
+        "cluster_id": doc["doc_id"],
+        "kept_doc_id": doc["doc_id"],
+        "text": doc["text"],
+    }
+
+
+def _build(data_root: Path, config: Config, n: int = 40, seed: int = 0) -> dict:
+    rng = random.Random(seed)
+    docs = [_document(i, rng) for i in range(n)]
+    removed = [_removed(d) for d in docs[:5]]
+    beamio.check_data_root(config, str(data_root), "build")
+
+    def build(p: beam.Pipeline) -> None:
+        kept = p | "Docs" >> beam.Create(docs)
+        gone = p | "Removed" >> beam.Create(removed)
+        _ = {"kept": kept, "removed": gone} | dataset.WriteDocuments(str(data_root), config)
+
+    counters = beamio.run_pipeline("build", build, [])
+    counters.update({"exact_duplicate": 0, "near_duplicate": 5})
+    return dataset.finish(config, str(data_root), counters)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("data")
+    links = root / "links"
+    links.mkdir()
+    (links / "_summary.json").write_text(
+        json.dumps({"funnel": [["submissions", 100], ["links", 60]]})
+    )
+    return root, _build(root, _config())
+
+
+def test_shards_have_deterministic_names_sorted_rows_and_row_groups(built):
+    root, manifest = built
+    docs = root / "docs"
+    names = sorted(p.name for p in docs.glob("documents-*.parquet"))
+    assert names == [f"documents-{i:05d}-of-00003.parquet" for i in range(3)]
+    total = 0
+    for name in names:
+        parquet = pq.ParquetFile(docs / name)
+        table = parquet.read()
+        ids = table.column("doc_id").to_pylist()
+        assert ids == sorted(ids)
+        assert all(dataset.shard_of(i, 3) == int(name[10:15]) for i in ids)
+        assert all(
+            parquet.metadata.row_group(g).num_rows <= 7 for g in range(parquet.num_row_groups)
+        )
+        assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+        assert schemas.check_table(table.schema, dataset.stored_schema(schemas.DOCUMENT)) == []
+        assert schemas.schema_name(table.schema) == "document"
+        total += table.num_rows
+    assert total == 40 == manifest["totals"]["documents"]
+    assert manifest["totals"]["removed"] == 5
+
+
+def test_shards_read_back_with_plain_pyarrow_glob(built):
+    root, _ = built
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(
+        sorted(str(p) for p in (root / "docs").glob("documents-*.parquet"))
+    ).to_table()
+    assert table.num_rows == 40
+    assert table.column("submissions").type == schemas.DOCUMENT.field("submissions").type
+
+
+def test_rerun_writes_byte_identical_shards(built, tmp_path):
+    _, manifest = built
+    again = _build(tmp_path, _config())
+    assert [s["sha256"] for s in again["shards"]["documents"]] == [
+        s["sha256"] for s in manifest["shards"]["documents"]
+    ]
+
+
+def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
+    root, manifest = built
+    on_disk = json.loads((root / "docs" / "manifest.json").read_text())
+    assert on_disk["shards"] == manifest["shards"]
+    assert manifest["config"]["dedup"]["num_perm"] == 128
+    assert manifest["versions"]["pyarrow"] and manifest["versions"]["python"]
+    assert manifest["inputs"]["links"]["present"] and not manifest["inputs"]["fetch"]["present"]
+    assert manifest["funnel"][:2] == [["submissions", 100], ["links", 60]]
+    assert manifest["funnel"][-1] == ["documents", 40]
+    assert ["near_duplicate", 5] in manifest["funnel"]
+    entry = manifest["shards"]["removed"][0]
+    assert entry["path"].startswith("removed/removed-00000-of-")
+    assert len(entry["sha256"]) == 64 and entry["rows"] == 5
+
+
+def test_dataset_card_has_funnel_domains_and_plots(built):
+    root, _ = built
+    card = (root / "docs" / "README.md").read_text()
+    assert "## Funnel" in card and "| near_duplicate | 5 |" in card
+    assert "| example.com | 14 |" in card
+    for plot in ("plots/length.png", "plots/language.png"):
+        assert f"]({plot})" in card
+        assert (root / "docs" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validate_passes_on_a_fresh_dataset(built):
+    root, _ = built
+    assert dataset.validate(str(root / "docs")) == []
+
+
+def test_validate_detects_corruption_missing_and_extra_shards(tmp_path):
+    _build(tmp_path, _config(num_shards=2))
+    docs = tmp_path / "docs"
+    shard = docs / "documents-00000-of-00002.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    (docs / "documents-00001-of-00002.parquet").unlink()
+    (docs / "documents-00009-of-00010.parquet").write_bytes(b"stray")
+    problems = dataset.validate(str(docs))
+    assert any("documents-00000-of-00002.parquet: checksum" in p for p in problems)
+    assert "documents-00001-of-00002.parquet: missing" in problems
+    assert "documents-00009-of-00010.parquet: shard not in the manifest" in problems
+
+
+def test_validate_detects_row_count_and_schema_mismatch(tmp_path):
+    _build(tmp_path, _config(num_shards=1))
+    docs = tmp_path / "docs"
+    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest["shards"]["documents"][0]["rows"] += 1
+    (docs / "manifest.json").write_text(json.dumps(manifest))
+    table = pq.read_table(docs / "removed" / "removed-00000-of-00001.parquet").drop_columns(
+        ["text"]
+    )
+    pq.write_table(table, docs / "removed" / "removed-00000-of-00001.parquet")
+    problems = dataset.validate(str(docs))
+    assert any("rows, the manifest says 41" in p for p in problems)
+    assert "removed/removed-00000-of-00001.parquet: missing column 'text'" in problems
+
+
+def test_validate_without_manifest_says_so(tmp_path):
+    assert dataset.validate(str(tmp_path))[0].startswith("no manifest.json")
+
+
+def test_shard_count_follows_target_size():
+    assert dataset.shard_count(0, 256) == 1
+    assert dataset.shard_count(256 * 1024 * 1024, 256) == 1
+    assert dataset.shard_count(256 * 1024 * 1024 + 1, 256) == 2
+
+
+def test_removed_text_is_dropped_unless_write_rejected(tmp_path):
+    _build(tmp_path, _config(num_shards=1, write_rejected=False))
+    table = pq.read_table(tmp_path / "docs" / "removed" / "removed-00000-of-00001.parquet")
+    assert table.column("text").null_count == table.num_rows == 5

@@ -1,0 +1,224 @@
+"""Exact + near-duplicate removal on DirectRunner, connected components, and the keep rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import beamio
+from pipeline.config import DedupConfig, load
+from pipeline.dedup import (
+    ConnectedComponents,
+    Deduplicate,
+    Rank,
+    best,
+    bucket_pairs,
+    convergence_problem,
+    large_star,
+    small_star,
+    union_find_components,
+)
+from pipeline.textnorm import text_hash
+from tests.conftest import DEMO_CONFIG
+
+VOCAB = [f"w{i}" for i in range(5000)]
+
+
+def _config(**changes) -> DedupConfig:
+    return dataclasses.replace(load(DEMO_CONFIG).dedup, **changes)
+
+
+def _doc(doc_id: str, text: str, karma: int = 3, created: int = 1000) -> dict:
+    return {
+        "doc_id": doc_id,
+        "text": text,
+        "text_hash": text_hash(text),
+        "karma": karma,
+        "first_created_utc": created,
+        "normalized_url": f"http://example.com/{doc_id}",
+        "final_url": f"http://example.com/{doc_id}",
+    }
+
+
+def _edit(words: list[str], rng: random.Random, edits: int) -> list[str]:
+    out = list(words)
+    for _ in range(edits):
+        out[rng.randrange(len(out))] = rng.choice(VOCAB)
+    return out
+
+
+def _corpus(seed: int = 7):
+    """Known clusters: name -> members, with the member the keep rule must keep first."""
+    rng = random.Random(seed)
+    docs, clusters = [], {}
+    for c in range(6):
+        base = [rng.choice(VOCAB) for _ in range(400)]
+        # the kept one: highest karma; a tie on karma is broken by the earliest submission
+        members = [
+            _doc(f"c{c}-kept", " ".join(_edit(base, rng, 2)), karma=100, created=500),
+            _doc(f"c{c}-a", " ".join(base), karma=100, created=900),  # same karma, later
+            _doc(f"c{c}-b", " ".join(_edit(base, rng, 3)), karma=4),
+            _doc(f"c{c}-copy", " ".join(base), karma=1),  # exact copy of c-a
+        ]
+        docs += members
+        clusters[f"c{c}-kept"] = [m["doc_id"] for m in members]
+    singles = [
+        _doc(f"s{i:03d}", " ".join(rng.choice(VOCAB) for _ in range(300))) for i in range(40)
+    ]
+    docs += singles + [_doc("empty", "!!! ...")]  # no words: never a candidate
+    rng.shuffle(docs)
+    return docs, clusters
+
+
+def _collect(pcoll: beam.PCollection, folder: Path, name: str) -> None:
+    """Write a PCollection as JSON lines, to read back after the pipeline ran."""
+    (
+        pcoll
+        | f"{name}Json" >> beam.Map(json.dumps)
+        | f"{name}Write" >> beam.io.WriteToText(str(folder / name))
+    )
+
+
+def _read(folder: Path, name: str) -> list:
+    return [
+        json.loads(line) for f in folder.glob(f"{name}*") for line in f.read_text().splitlines()
+    ]
+
+
+def _run(docs: list[dict], config: DedupConfig, folder: Path):
+    def build(p: beam.Pipeline) -> None:
+        out = p | beam.Create(docs) | Deduplicate(config)
+        _collect(out["kept"] | beam.Map(lambda d: d["doc_id"]), folder, "kept")
+        _collect(out["removed"], folder, "removed")
+
+    counters = beamio.run_pipeline("build", build, [])
+    removed = sorted(_read(folder, "removed"), key=lambda r: r["doc_id"])
+    return sorted(_read(folder, "kept")), removed, counters
+
+
+@pytest.mark.parametrize("verify", ["exact", "estimate", "none"])
+def test_known_clusters_keep_one_document_each(verify, tmp_path):
+    docs, clusters = _corpus()
+    kept, removed, counters = _run(docs, _config(verify=verify), tmp_path)
+    expected_removed = {m: k for k, members in clusters.items() for m in members if m != k}
+    assert {r["doc_id"]: r["kept_doc_id"] for r in removed} == expected_removed
+    assert kept == sorted(d["doc_id"] for d in docs if d["doc_id"] not in expected_removed)
+    for row in removed:
+        assert row["stage"] == "dedup" and row["cluster_id"] == row["kept_doc_id"]
+        assert row["reason"] == "near_duplicate"  # every kept member is an edited copy
+    assert counters["near_duplicate"] == len(expected_removed)
+    assert counters["dedup_clusters"] == len(clusters)
+    assert counters["dedup_no_shingles"] == 1
+    assert counters.get("dedup_unconverged", 0) == 0
+    assert counters["dedup_verified_pairs"] <= counters["dedup_candidate_pairs"]
+
+
+def test_exact_duplicates_are_named_exact(tmp_path):
+    text = " ".join(VOCAB[:200])
+    docs = [_doc("x1", text, karma=5), _doc("x2", text, karma=9), _doc("x3", text, karma=9)]
+    kept, removed, counters = _run(docs, _config(near=False), tmp_path)
+    assert kept == ["x2"]  # highest karma, then the smaller doc_id on a full tie
+    assert [(r["doc_id"], r["reason"], r["cluster_id"]) for r in removed] == [
+        ("x1", "exact_duplicate", "x2"),
+        ("x3", "exact_duplicate", "x2"),
+    ]
+    assert counters["exact_duplicate"] == 2
+
+
+def test_dissimilar_documents_are_all_kept(tmp_path):
+    rng = random.Random(1)
+    docs = [_doc(f"d{i}", " ".join(rng.choice(VOCAB) for _ in range(200))) for i in range(30)]
+    kept, removed, _ = _run(docs, _config(), tmp_path)
+    assert removed == [] and len(kept) == 30
+
+
+def test_keep_rule_orders_by_karma_then_submission_then_doc_id():
+    ranks = [
+        Rank("b", 10, 5, "h"),
+        Rank("a", 10, 5, "h"),
+        Rank("c", 10, 4, "h"),
+        Rank("d", 2, 1, "h"),
+    ]
+    assert best(ranks).doc_id == "c"
+    assert best(ranks[:2]).doc_id == "a"
+    assert best([*ranks, Rank("z", 11, 99, "h")]).doc_id == "z"
+
+
+def test_big_buckets_emit_a_star_small_ones_every_pair():
+    assert bucket_pairs(["c", "a", "b", "a"]) == [("a", "b"), ("a", "c"), ("b", "c")]
+    big = [f"n{i:02d}" for i in range(40)]
+    assert bucket_pairs(big) == [("n00", n) for n in big[1:]]
+
+
+def test_large_star_links_larger_neighbors_to_the_smallest():
+    edges, changes = large_star("b", ["a", "c", "d", "c"])
+    assert sorted(edges) == [("a", "c"), ("a", "d")] and changes == 2
+    edges, changes = large_star("a", ["b", "c"])  # already a star around its minimum
+    assert sorted(edges) == [("a", "b"), ("a", "c")] and changes == 0
+
+
+def test_small_star_links_smaller_neighbors_to_the_smallest():
+    edges, changes = small_star("d", ["a", "b", "e"])
+    assert sorted(edges) == [("a", "b"), ("a", "d")] and changes == 1
+    assert small_star("a", ["b", "c"]) == ([], 0)
+
+
+def _graphs() -> dict[str, list[tuple[str, str]]]:
+    rng = random.Random(11)
+    chain_ids = [f"c{i:04d}" for i in range(400)]
+    rng.shuffle(chain_ids)
+    chain = [(chain_ids[i], chain_ids[i + 1]) for i in range(len(chain_ids) - 1)]
+    sorted_chain = [(f"s{i:04d}", f"s{i + 1:04d}") for i in range(300)]
+    star = [("tz-centre", f"t{i:04d}") for i in range(500)]  # the centre is not the min
+    random_graph = [
+        (f"r{rng.randrange(300):03d}", f"r{rng.randrange(300):03d}") for _ in range(200)
+    ]
+    random_graph = [(a, b) for a, b in random_graph if a != b]
+    return {
+        "long_chain": chain,
+        "sorted_chain": sorted_chain,
+        "large_star": star,
+        "random": random_graph,
+        "all": chain + sorted_chain + star + random_graph,
+    }
+
+
+@pytest.mark.parametrize("graph", ["long_chain", "large_star", "all"])
+def test_components_equal_union_find(graph):
+    edges = _graphs()[graph]
+    expected = sorted(union_find_components(edges).items())
+
+    def build(p: beam.Pipeline) -> None:
+        labels = p | beam.Create(edges) | ConnectedComponents(max_rounds=20)
+        assert_that(labels, equal_to(expected))
+
+    counters = beamio.run_pipeline("build", build, [])
+    assert counters.get("dedup_unconverged", 0) == 0
+    assert 1 <= counters["dedup_rounds"] < 20  # rounds that changed an edge
+
+
+def test_unconverged_components_are_flagged_and_stay_inside_their_component(tmp_path):
+    edges = _graphs()["long_chain"]
+    truth = union_find_components(edges)
+
+    def build(p: beam.Pipeline) -> None:
+        _collect(p | beam.Create(edges) | ConnectedComponents(max_rounds=1), tmp_path, "labels")
+
+    counters = beamio.run_pipeline("build", build, [])
+    labels = _read(tmp_path, "labels")
+    assert len(labels) == len(truth)
+    assert counters["dedup_unconverged"] > 0
+    assert convergence_problem(counters) and "max_rounds" in convergence_problem(counters)
+    assert all(truth[node] == truth[label] for node, label in labels)
+    assert len({label for _, label in labels}) > 1
+
+
+def test_bad_verify_mode_is_a_one_line_error():
+    with pytest.raises(beamio.StageError, match="verify"):
+        Deduplicate(_config(verify="sometimes"))
