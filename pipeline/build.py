@@ -1,0 +1,414 @@
+"""The build stage: archived responses -> extracted, filtered, deduplicated documents.
+
+    fetch/ fetch log --ReadFetchLog--> links/ --ReadLinks-->
+        --JoinLinks-->      CoGroupByKey on normalized_url: one stored response per URL,
+                            with the submissions and karma that brought it in
+        --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
+        --ReadWarc-->       the response record, by WARC file and offset
+        --Extract-->        decode, trafilatura in a killable child process, normalize,
+                            language, word and GPT-2 token counts (pipeline.extract)
+        --Filter-->         Wikipedia mirrors, junk pages, language, length (pipeline.filters)
+        --Deduplicate-->    exact and MinHash near-duplicates (pipeline.dedup)
+        --WriteDocuments--> pipeline.dataset: docs/documents-*.parquet (schemas.DOCUMENT) and
+                            docs/removed/removed-*.parquet (schemas.REMOVED: every dropped
+                            document and why), then the manifest and the dataset card
+    and docs/dead-letter-*.parquet (fetch-log rows that could not be used), docs/_summary.json.
+
+Every drop increments a counter named after its reason in the "webtext.build" namespace.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+from pipeline import beamio, dataset
+from pipeline.config import BuildConfig, Config
+from pipeline.dedup import Deduplicate
+from pipeline.extract import (
+    DocumentBuilder,
+    ExtractFailed,
+    ExtractorProcess,
+    Response,
+    document_id,
+)
+from pipeline.filters import check_document, wikipedia
+from pipeline.urls import host_of
+from pipeline.warc import read_response
+from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
+
+STAGE = "build"
+LINKS_PATTERN = "links-*.parquet"
+DEAD_LETTER_PREFIX = "dead-letter"
+LINK_COLUMNS = ["normalized_url", "karma", "first_created_utc", "submissions"]
+FETCH_COLUMNS = [
+    "normalized_url",
+    "outcome",
+    "final_url",
+    "content_type",
+    "charset",
+    "warc_file",
+    "warc_offset",
+    "fetched_at",
+]
+
+
+# ---- plain functions -------------------------------------------------------------------------
+
+
+@dataclass
+class StoredPage:
+    """A stored response's fetch-log row joined to its link, before the WARC is read."""
+
+    normalized_url: str
+    final_url: str
+    content_type: str | None
+    charset: str | None
+    warc_file: str
+    warc_offset: int
+    fetched_at: datetime | None
+    karma: int
+    first_created_utc: int
+    submissions: list[dict]
+
+
+def pick_fetch_row(rows: Iterable[dict]) -> dict | None:
+    """The stored ("ok") row to build from: the latest fetch, ties broken by WARC position."""
+    stored = [r for r in rows if r.get("outcome") == "ok" and r.get("warc_file")]
+    if not stored:
+        return None
+
+    def order(row: dict) -> tuple:
+        fetched = row.get("fetched_at")
+        return (fetched.timestamp() if fetched else 0.0, row["warc_file"], row["warc_offset"] or 0)
+
+    return max(stored, key=order)
+
+
+def stored_page(row: dict, link: dict) -> StoredPage:
+    return StoredPage(
+        normalized_url=row["normalized_url"],
+        final_url=row.get("final_url") or row["normalized_url"],
+        content_type=row.get("content_type"),
+        charset=row.get("charset"),
+        warc_file=row["warc_file"],
+        warc_offset=int(row["warc_offset"] or 0),
+        fetched_at=row.get("fetched_at"),
+        karma=int(link["karma"]),
+        first_created_utc=int(link["first_created_utc"]),
+        submissions=list(link["submissions"] or []),
+    )
+
+
+def removed_row(
+    normalized_url: str,
+    final_url: str | None,
+    stage: str,
+    reason: str,
+    detail: str,
+    text: str | None,
+) -> dict:
+    """A schemas.REMOVED row for a document removed before dedup."""
+    return {
+        "doc_id": document_id(normalized_url),
+        "normalized_url": normalized_url,
+        "final_url": final_url,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail[:1000] if detail else detail,
+        "cluster_id": None,
+        "kept_doc_id": None,
+        "text": text,
+    }
+
+
+def fetch_log_files(fetch_dir: str) -> list[str]:
+    """The fetch folder's Parquet files whose schema says they are fetch logs.
+
+    Only the folder's top level: fetch/parts/ holds the per-batch logs that the consolidated
+    log already contains.
+    """
+    files = []
+    for path in beamio.match(beamio.join(fetch_dir, "*.parquet")):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            meta = pq.read_schema(f).metadata or {}
+        if meta.get(SCHEMA_NAME_KEY) == b"fetch":
+            files.append(path)
+    return files
+
+
+# ---- DoFns: wiring only ----------------------------------------------------------------------
+
+
+class JoinFetchWithLink(beam.DoFn):
+    """(normalized_url, {"fetch": rows, "link": rows}) -> StoredPage, or a dead letter."""
+
+    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[Any]:
+        _, grouped = item
+        fetch_rows, links = list(grouped["fetch"]), list(grouped["link"])
+        if fetch_rows:  # a link never fetched is the fetch stage's to count
+            beamio.counter(STAGE, "fetch_rows").inc(len(fetch_rows))
+            yield from self._page(pick_fetch_row(fetch_rows), links)
+
+    def _page(self, row: dict | None, links: list[dict]) -> Iterator[Any]:
+        if row is None:
+            beamio.counter(STAGE, "not_stored").inc()
+        elif not links:
+            beamio.counter(STAGE, "dead_letter_no_link").inc()
+            detail = "no link row for this normalized_url"
+            yield beam.pvalue.TaggedOutput(
+                "dead_letter", beamio.dead_letter("fetch log", None, "no_link", detail, row)
+            )
+        else:
+            yield stored_page(row, links[0])
+
+
+class DropWikipedia(beam.DoFn):
+    """Wikipedia by final URL costs nothing to check, so it goes before reading the WARC."""
+
+    def process(self, page: StoredPage) -> Iterator[Any]:
+        reason = wikipedia(page.final_url)
+        if reason is None:
+            yield page
+        else:
+            beamio.counter(STAGE, reason).inc()
+            detail = host_of(page.final_url) or page.final_url
+            yield beam.pvalue.TaggedOutput(
+                "removed",
+                removed_row(page.normalized_url, page.final_url, "filter", reason, detail, None),
+            )
+
+
+class ReadWarc(beam.DoFn):
+    def __init__(self, fetch_dir: str):
+        self.fetch_dir = fetch_dir
+
+    def process(self, page: StoredPage) -> Iterator[Any]:
+        path = beamio.join(self.fetch_dir, page.warc_file)
+        try:
+            headers, body, _ = read_response(path, page.warc_offset)
+        except Exception as e:  # missing file, truncated gzip, wrong offset: all malformed input
+            beamio.counter(STAGE, "dead_letter_warc").inc()
+            detail = f"offset {page.warc_offset}: {e}"
+            yield beam.pvalue.TaggedOutput(
+                "dead_letter",
+                beamio.dead_letter(path, None, "warc_unreadable", detail, page.final_url),
+            )
+        else:
+            beamio.counter(STAGE, "responses_read").inc()
+            yield Response(
+                normalized_url=page.normalized_url,
+                final_url=page.final_url,
+                body=body,
+                content_type=page.content_type or headers.get_header("Content-Type"),
+                charset=page.charset,
+                karma=page.karma,
+                first_created_utc=page.first_created_utc,
+                submissions=page.submissions,
+                fetched_at=page.fetched_at,
+                warc_file=page.warc_file,
+                warc_offset=page.warc_offset,
+            )
+
+
+class Extract(beam.DoFn):
+    """Response -> (document, HTML or None); failures -> removed rows, counted by reason.
+
+    The page's own work runs in this instance's extractor child (pipeline.extract); the HTML
+    comes back only when the filters need it (a Wikipedia-mirror signature), else None.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def setup(self) -> None:
+        build = self.config.build
+        self.builder = DocumentBuilder(build, self.config.tokenizer)
+        self.extractor = ExtractorProcess(build.extract_timeout_s, target=self.builder.analyzer)
+        self.progress = beamio.ProgressLog(
+            STAGE, "responses extracted", self.config.run.progress_every
+        )
+
+    def process(self, response: Response) -> Iterator[Any]:
+        self.progress.tick()
+        try:
+            doc, html = self.builder.from_response(response, self.extractor.call)
+        except ExtractFailed as failure:
+            beamio.counter(STAGE, failure.counter).inc()
+            url, final_url = response.normalized_url, response.final_url
+            yield beam.pvalue.TaggedOutput(
+                "removed",
+                removed_row(url, final_url, "extract", failure.counter, failure.detail, None),
+            )
+        else:
+            beamio.counter(STAGE, "extracted").inc()
+            yield doc, html
+
+    def teardown(self) -> None:
+        extractor = getattr(self, "extractor", None)
+        if extractor is not None:
+            extractor.close()
+
+
+class Filter(beam.DoFn):
+    """(document, html) -> document, or a removed row named after the first filter that hit."""
+
+    def __init__(self, build: BuildConfig):
+        self.build = build
+
+    def process(self, item: tuple[dict, str | None]) -> Iterator[Any]:
+        doc, html = item
+        rejection = check_document(doc, html, self.build)
+        if rejection is None:
+            beamio.counter(STAGE, "kept").inc()
+            yield doc
+        else:
+            beamio.counter(STAGE, rejection.reason).inc()
+            text = doc["text"] if self.build.write_rejected else None
+            url, final_url = doc["normalized_url"], doc["final_url"]
+            yield beam.pvalue.TaggedOutput(
+                "removed",
+                removed_row(url, final_url, "filter", rejection.reason, rejection.detail, text),
+            )
+
+
+@beam.ptransform_fn
+def WriteRows(  # noqa: N802 - a PTransform, named like one
+    rows: beam.PCollection, path_prefix: str, schema: Any, num_shards: int, row_group_rows: int
+) -> beam.PCollection:
+    """beamio.write_parquet under its own label, so a stage can write several outputs."""
+    return beamio.write_parquet(rows, path_prefix, schema, num_shards, row_group_rows)
+
+
+# ---- the stage -------------------------------------------------------------------------------
+
+
+class BuildDocuments(beam.PTransform):
+    """The pipeline up to deduplication: {"docs", "removed", "dead_letter"} PCollections."""
+
+    def __init__(self, config: Config, data_root: str, fetch_logs: list[str]):
+        super().__init__()
+        self.config = config
+        self.data_root = data_root
+        self.fetch_logs = fetch_logs
+
+    def expand(self, pipeline: beam.Pipeline) -> dict[str, beam.PCollection]:
+        fetch_dir = beamio.stage_dir(self.data_root, "fetch")
+        links_glob = beamio.join(beamio.stage_dir(self.data_root, "links"), LINKS_PATTERN)
+        fetch_rows = (
+            pipeline
+            | "FetchLogFiles" >> beam.Create(self.fetch_logs)
+            | "ReadFetchLog" >> beam.io.ReadAllFromParquet(columns=FETCH_COLUMNS)
+            | "KeyFetchRows" >> beam.Map(lambda row: (row["normalized_url"], row))
+        )
+        links = (
+            pipeline
+            | "ReadLinks" >> beam.io.ReadFromParquet(links_glob, columns=LINK_COLUMNS)
+            | "KeyLinks" >> beam.Map(lambda row: (row["normalized_url"], row))
+        )
+        joined = (
+            {"fetch": fetch_rows, "link": links}
+            | "JoinLinks" >> beam.CoGroupByKey()
+            | "PickResponse"
+            >> beam.ParDo(JoinFetchWithLink()).with_outputs("dead_letter", main="pages")
+        )
+        not_wikipedia = joined.pages | "DropWikipedia" >> beam.ParDo(DropWikipedia()).with_outputs(
+            "removed", main="pages"
+        )
+        responses = not_wikipedia.pages | "ReadWarc" >> beam.ParDo(
+            ReadWarc(fetch_dir)
+        ).with_outputs("dead_letter", main="responses")
+        extracted = responses.responses | "Extract" >> beam.ParDo(
+            Extract(self.config)
+        ).with_outputs("removed", main="docs")
+        filtered = extracted.docs | "Filter" >> beam.ParDo(Filter(self.config.build)).with_outputs(
+            "removed", main="docs"
+        )
+        removed = (
+            not_wikipedia.removed,
+            extracted.removed,
+            filtered.removed,
+        ) | "RemovedBeforeDedup" >> beam.Flatten()
+        dead = (joined.dead_letter, responses.dead_letter) | "DeadLetters" >> beam.Flatten()
+        return {"docs": filtered.docs, "removed": removed, "dead_letter": dead}
+
+
+def _clear_outputs(docs_dir: str) -> None:
+    """A rerun replaces the dead letters (pipeline.dataset replaces its own shards)."""
+    stale = beamio.match(beamio.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
+    if stale:
+        FileSystems.delete(stale)
+
+
+def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    beamio.check_data_root(config, data_root, STAGE)
+    fetch_dir = beamio.stage_dir(data_root, "fetch")
+    links_dir = beamio.stage_dir(data_root, "links")
+    fetch_logs = fetch_log_files(fetch_dir)
+    if not fetch_logs:
+        raise beamio.StageError(
+            f"no fetch log under {fetch_dir}: run `webtext fetch` with this --data-root first"
+        )
+    if not beamio.match(beamio.join(links_dir, LINKS_PATTERN)):
+        raise beamio.StageError(
+            f"no {LINKS_PATTERN} under {links_dir}: run `webtext links` with this --data-root first"
+        )
+    docs_dir = beamio.stage_dir(data_root, STAGE)
+    _clear_outputs(docs_dir)
+
+    def build_pipeline(pipeline: beam.Pipeline) -> None:
+        parts = pipeline | "BuildDocuments" >> BuildDocuments(config, data_root, fetch_logs)
+        deduplicated = parts["docs"] | "Deduplicate" >> Deduplicate(config.dedup)
+        kept = deduplicated["kept"] | "CountWritten" >> beam.Map(_count("documents_written"))
+        removed = (parts["removed"], deduplicated["removed"]) | "AllRemoved" >> beam.Flatten()
+        {"kept": kept, "removed": removed} | "WriteDocuments" >> dataset.WriteDocuments(
+            data_root, config
+        )
+        parts["dead_letter"] | "WriteDeadLetters" >> WriteRows(
+            beamio.join(docs_dir, DEAD_LETTER_PREFIX), DEAD_LETTER, 1, config.build.row_group_rows
+        )
+
+    counters = beamio.run_pipeline(STAGE, build_pipeline, beam_args)
+    manifest = dataset.finish(config, data_root, counters)
+    documents = manifest["totals"]["documents"]
+    lines = funnel(counters) + [list(line) for line in dataset.build_funnel(counters, documents)]
+    summary = {"stage": STAGE, "counters": counters, "funnel": lines, "totals": manifest["totals"]}
+    beamio.write_summary(data_root, STAGE, summary)
+    return summary
+
+
+def _count(name: str):
+    def count(doc: dict) -> dict:
+        beamio.counter(STAGE, name).inc()
+        return doc
+
+    return count
+
+
+def funnel(counters: dict[str, int]) -> list[list[Any]]:
+    """The extraction and filter lines of the whole-run funnel; dedup's follow them."""
+    failed = sum(v for k, v in counters.items() if k.startswith("extract_"))
+    junk = sum(v for k, v in counters.items() if k.startswith("junk_"))
+    return [
+        ["responses_read", counters.get("responses_read", 0)],
+        ["extract_failed_or_timeout", failed],
+        ["wikipedia", counters.get("wikipedia", 0)],
+        ["wikipedia_mirror", counters.get("wikipedia_mirror", 0)],
+        ["junk", junk],
+        ["language", counters.get("language", 0)],
+        ["too_short", counters.get("too_short", 0)],
+        ["after_filters", counters.get("kept", 0)],
+    ]
+
+
+if __name__ == "__main__":
+    from pipeline.cli import main
+
+    sys.exit(main([STAGE, *sys.argv[1:]]))

@@ -1,0 +1,506 @@
+"""Main-text extraction: one archived HTML response in, one document (schemas.DOCUMENT) out.
+
+The chain for one response, each step a plain function:
+
+    check size and type -> decode_html -> trafilatura -> normalize_text
+        -> language, word and GPT-2 token counts, text hash -> document row
+
+trafilatura has no time limit of its own, and a pathological page can keep it busy for
+minutes. `ExtractorProcess` runs the page's work in a child process and kills the child when
+a document takes longer than [build] extract_timeout_s, so no page can hang a worker. It only
+needs the standard library's multiprocessing, so it works the same inside a Beam DoFn on
+DirectRunner, Dataflow, Flink or Spark. Everything that depends on the page's content
+(`PageAnalyzer`: decoding to the text hash) runs in the child, one page per round trip: the
+raw body goes in, the finished text and its metadata come back, so the time limit covers all
+of it and the pipe carries as little as possible.
+
+Failures raise `ExtractFailed` with a reason; the stage counts them as
+`extract_failed_<reason>` (and `extract_timeout` for the time limit).
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import hashlib
+import multiprocessing
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import charset_normalizer
+import htmldate
+import trafilatura
+
+from pipeline.config import BuildConfig, TokenizerConfig
+from pipeline.filters import wikipedia_mirror
+from pipeline.textnorm import normalize_text, text_hash
+from pipeline.tokenizer import load_gpt2
+from pipeline.urls import host_of
+
+EXTRACTOR = f"trafilatura {trafilatura.__version__}"
+# Language identification reads the start of the text; its cost grows with the length. On the
+# 130 readability pages and the 37 real WARC responses, the first 300 characters give the same
+# keep/remove decision (language and score) as the whole text; 200 already miss one.
+LANGUAGE_SAMPLE_CHARS = 300
+STARTUP_TIMEOUT_S = 120.0  # a cold child on a busy machine; far above the usual second
+HTML_TYPES = ("text/html", "application/xhtml+xml", "")
+# WHATWG: these labels are decoded as windows-1252, which is what servers send under them.
+_CP1252_LABELS = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii"}
+_LATIN_SINGLE_BYTE = {
+    codecs.lookup(n).name
+    for n in (
+        "latin-1",
+        "iso8859-2",
+        "iso8859-3",
+        "iso8859-4",
+        "iso8859-9",
+        "iso8859-10",
+        "iso8859-13",
+        "iso8859-14",
+        "iso8859-15",
+        "iso8859-16",
+        "cp1250",
+        "cp1252",
+        "cp1254",
+        "cp1257",
+        "cp1258",
+        "mac-roman",
+        "mac-latin2",
+        "mac-iceland",
+        "mac-turkish",
+        "cp437",
+        "cp850",
+    )
+}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+
+
+class ExtractFailed(Exception):
+    """A response that yields no document; `reason` names the counter."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def counter(self) -> str:
+        return "extract_timeout" if self.reason == "timeout" else f"extract_failed_{self.reason}"
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """trafilatura's options, picklable so the child process receives them with each page."""
+
+    favor_precision: bool = False
+    favor_recall: bool = False
+    include_comments: bool = False
+    include_tables: bool = True
+    deduplicate: bool = False
+
+    @classmethod
+    def from_config(cls, build: BuildConfig) -> ExtractSettings:
+        return cls(
+            favor_precision=build.favor_precision,
+            favor_recall=build.favor_recall,
+            include_comments=build.include_comments,
+            include_tables=build.include_tables,
+            deduplicate=build.dedup_boilerplate,
+        )
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str  # as trafilatura returns it, before normalization
+    title: str | None
+    date: str | None
+
+
+@dataclass
+class Response:
+    """One archived response with its provenance: a fetch-log row joined to its link."""
+
+    normalized_url: str
+    final_url: str
+    body: bytes
+    content_type: str | None
+    charset: str | None
+    karma: int
+    first_created_utc: int
+    submissions: list[dict] = field(default_factory=list)
+    fetched_at: datetime | None = None
+    warc_file: str | None = None
+    warc_offset: int | None = None
+
+
+def document_id(normalized_url: str) -> str:
+    """A stable id for a document: the first 128 bits of SHA-256 of its normalized URL."""
+    return hashlib.sha256(normalized_url.encode("utf-8")).hexdigest()[:32]
+
+
+def is_html(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type in HTML_TYPES
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    label = label.strip().strip("\"'").lower()
+    if label in _CP1252_LABELS:
+        return "cp1252"
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def decode_html(body: bytes, declared_charset: str | None = None) -> str:
+    """Decode a response body: BOM, then UTF-8, then the HTTP or <meta> charset, then a guess.
+
+    UTF-8 goes before the declared charset because a non-ASCII body that decodes as UTF-8
+    almost never is anything else, while servers often declare ISO-8859-1 and send UTF-8.
+    Undeclared non-UTF-8 bodies get charset_normalizer's guess when it is a non-Latin
+    encoding (Shift_JIS, cp1251, ...), and windows-1252 otherwise.
+    """
+    if body.startswith(codecs.BOM_UTF8):
+        return body[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return body.decode("utf-16", errors="replace")
+    meta = _META_CHARSET.search(body[:4096])
+    declared = [_codec(declared_charset), _codec(meta.group(1).decode() if meta else None)]
+    for name in ["utf-8", *(c for c in declared if c)]:
+        try:
+            return body.decode(name)
+        except UnicodeDecodeError:
+            continue
+    guess = charset_normalizer.from_bytes(body[:65536]).best()
+    name = _codec(guess.encoding) if guess else None
+    if name is None or name in _LATIN_SINGLE_BYTE:
+        # Telling one Latin code page from another by statistics is guesswork; like browsers,
+        # read an undeclared Western page as windows-1252.
+        name = "cp1252"
+    return body.decode(name, errors="replace")
+
+
+def run_trafilatura(html: str, url: str | None, settings: ExtractSettings) -> Extraction | None:
+    """trafilatura on one page, in this process and without a time limit; None if no text.
+
+    The page is parsed once and shared by the three calls. Title and date are read directly
+    (`page_title`, htmldate without its extensive text search) rather than through
+    trafilatura's with_metadata, which also looks for authors, categories, tags and the
+    licence, and more than doubles the time per page.
+    """
+    tree = trafilatura.load_html(html)
+    if tree is None:
+        return None
+    result = trafilatura.bare_extraction(  # parses a copy: `tree` is left as it was
+        tree,
+        url=url,
+        with_metadata=False,
+        include_comments=settings.include_comments,
+        include_tables=settings.include_tables,
+        favor_precision=settings.favor_precision,
+        favor_recall=settings.favor_recall,
+        deduplicate=settings.deduplicate,
+        include_images=False,
+        include_links=False,
+        include_formatting=False,
+    )
+    if result is None or not result.text:
+        return None
+    return Extraction(text=result.text, title=page_title(tree), date=page_date(tree, url))
+
+
+def page_title(tree: Any) -> str | None:
+    """The page's own title: og:title, else <title>, else the first <h1>."""
+    for xpath in (
+        '//meta[@property="og:title"]/@content',
+        "//head/title//text()",
+        "(//h1)[1]//text()",
+    ):
+        found = " ".join(str(part) for part in tree.xpath(xpath)).strip()
+        if found:
+            return found[:1000]
+    return None
+
+
+def page_date(tree: Any, url: str | None) -> str | None:
+    """The publication date the markup gives (ISO YYYY-MM-DD), or None."""
+    try:
+        return htmldate.find_date(tree, url=url, extensive_search=False, original_date=True)
+    except Exception:  # htmldate's parsers raise many types on odd markup; a date is optional
+        return None
+
+
+ExtractFn = Callable[[str, str | None, ExtractSettings], Extraction | None]
+
+
+def _serve(conn: Connection, target: Callable[..., Any]) -> None:
+    """The child's loop: warm up, say it is ready, then run `target` on each job until told to
+    stop. `target`'s ExtractFailed keeps its reason; any other exception is an "error"."""
+    try:
+        warm_up = getattr(target, "warm_up", None)
+        if warm_up is not None:
+            warm_up()  # models and tables load here, never inside a page's time limit
+    except Exception as e:
+        conn.send(("error", f"{type(e).__name__}: {e}"[:500]))
+        return
+    conn.send(("ready", None))  # time limits start counting from here
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", target(*job))
+        except ExtractFailed as e:
+            reply = ("failed", (e.reason, e.detail))
+        except Exception as e:  # any error in the extractor is this page's failure
+            reply = ("error", f"{type(e).__name__}: {e}"[:500])
+        conn.send(reply)
+
+
+class ExtractorProcess:
+    """Runs `target` in a child process that is killed when one job exceeds `timeout_s`.
+
+    The child starts on first use with the "spawn" method (safe in the multi-threaded
+    processes of Beam workers, where fork is not) and again after a kill or a crash.
+    `target` is what the child runs: a module-level function or a picklable object such as
+    `PageAnalyzer` (whose `warm_up` runs before the child says it is ready). One job per
+    round trip, so a timeout always belongs to the page that caused it.
+    """
+
+    def __init__(self, timeout_s: float, target: Callable[..., Any] = run_trafilatura):
+        self.timeout_s = timeout_s
+        self.target = target
+        self.restarts = 0
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(target=_serve, args=(child, self.target), daemon=True)
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        # Starting Python and importing trafilatura must not count against the first page.
+        if not parent.poll(STARTUP_TIMEOUT_S):
+            self._kill()
+            raise ExtractFailed("crash", f"extractor process not ready in {STARTUP_TIMEOUT_S} s")
+        status, value = parent.recv()
+        if status != "ready":
+            self._kill()
+            raise ExtractFailed("crash", f"extractor process did not start: {value}")
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(timeout=10)
+            self._process.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
+        self.restarts += 1
+
+    def call(self, *job: Any) -> Any:
+        """`target(*job)` in the child, or ExtractFailed: "timeout", "crash", "error", or the
+        reason of an ExtractFailed that `target` raised."""
+        try:
+            if self._process is None or not self._process.is_alive():
+                if self._process is not None:
+                    self._kill()
+                self._start()
+            self._conn.send(job)
+            if not self._conn.poll(self.timeout_s):
+                self._kill()
+                raise ExtractFailed("timeout", f"over {self.timeout_s:g} s")
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as e:
+            self._kill()
+            raise ExtractFailed("crash", f"extractor process died: {type(e).__name__}") from None
+        if status == "failed":
+            raise ExtractFailed(*value)
+        if status == "error":
+            raise ExtractFailed("error", value)
+        return value
+
+    def extract(self, html: str, url: str | None, settings: ExtractSettings) -> Extraction | None:
+        """The default target, run_trafilatura, in the child."""
+        return self.call(html, url, settings)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while one is running."""
+        return self._process.pid if self._process is not None else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        if self._process is not None:
+            self._process.join(timeout=2)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
+
+    def __enter__(self) -> ExtractorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@functools.cache
+def _language_identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def detect_language(text: str) -> tuple[str, float]:
+    """ISO 639-1 code and probability, from py3langid's bundled model."""
+    lang, score = _language_identifier().classify(text[:LANGUAGE_SAMPLE_CHARS])
+    return lang, float(score)
+
+
+@dataclass(frozen=True)
+class PageText:
+    """Everything in a document row that depends on the page's content."""
+
+    text: str  # normalized
+    title: str | None  # normalized
+    date: str | None
+    language: str
+    language_score: float
+    word_count: int
+    token_count: int
+    text_hash: str
+    # The HTML only when it holds a Wikipedia-mirror signature, the one filter that reads the
+    # HTML (filters.wikipedia_mirror); None otherwise, so a page's HTML never crosses the pipe
+    # back and check_document decides the same with or without it.
+    filter_html: str | None
+
+
+@dataclass(frozen=True)
+class PageAnalyzer:
+    """One page's own work, from raw body to PageText: decode, extract, normalize, language,
+    word and GPT-2 token counts, hash. Picklable, so the stage runs it in the extractor child,
+    where the time limit covers all of it; also callable in this process."""
+
+    settings: ExtractSettings
+    tokenizer: TokenizerConfig
+    extract: ExtractFn = run_trafilatura
+
+    def warm_up(self) -> None:
+        load_gpt2(self.tokenizer)
+        _language_identifier()
+
+    def __call__(self, body: bytes, charset: str | None, url: str | None) -> PageText:
+        return self.from_html(decode_html(body, charset), url)
+
+    def from_html(self, html: str, url: str | None) -> PageText:
+        extraction = self.extract(html, url, self.settings)
+        if extraction is None:
+            raise ExtractFailed("no_text")
+        text = normalize_text(extraction.text)
+        if not text:
+            raise ExtractFailed("no_text", "only whitespace after normalization")
+        lang, score = detect_language(text)
+        return PageText(
+            text=text,
+            title=normalize_text(extraction.title) if extraction.title else None,
+            date=extraction.date,
+            language=lang,
+            language_score=score,
+            word_count=len(text.split()),
+            token_count=len(load_gpt2(self.tokenizer).encode_ordinary(text)),
+            text_hash=text_hash(text),
+            filter_html=html if wikipedia_mirror("", html) else None,
+        )
+
+
+PageFn = Callable[[bytes, str | None, str | None], PageText]
+
+
+class DocumentBuilder:
+    """Turns a Response into a document row (schemas.DOCUMENT), or raises ExtractFailed.
+
+    `from_response` is the stage's path: the size and type checks here, then the page's own
+    work by `analyze`, which is `self.analyzer` in this process or, in the stage, an
+    ExtractorProcess's `call` running `self.analyzer` in the child. `document` does the same
+    from HTML decoded beforehand. `extract` is the extraction call (`run_trafilatura`).
+    """
+
+    def __init__(
+        self,
+        build: BuildConfig,
+        tokenizer: TokenizerConfig,
+        extract: ExtractFn = run_trafilatura,
+    ):
+        self.build = build
+        self.settings = ExtractSettings.from_config(build)
+        load_gpt2(tokenizer)  # a missing ranks file fails here, at setup, not in every page
+        self.extract = extract
+        self.analyzer = PageAnalyzer(self.settings, tokenizer, extract)
+
+    def check(self, response: Response) -> None:
+        if len(response.body) > self.build.max_html_bytes:
+            raise ExtractFailed(
+                "too_large", f"{len(response.body)} bytes > {self.build.max_html_bytes}"
+            )
+        if not is_html(response.content_type):
+            raise ExtractFailed("not_html", response.content_type or "")
+        if not response.body or response.body.isspace():  # strip() would copy the body
+            raise ExtractFailed("empty_body")
+
+    def decode(self, response: Response) -> str:
+        self.check(response)
+        return decode_html(response.body, response.charset)
+
+    def from_response(
+        self, response: Response, analyze: PageFn | None = None
+    ) -> tuple[dict, str | None]:
+        """(document row, the HTML where the filters need it, else None)."""
+        self.check(response)
+        page = (analyze or self.analyzer)(response.body, response.charset, response.final_url)
+        return self.row(response, page), page.filter_html
+
+    def document(self, response: Response, html: str) -> dict:
+        return self.row(response, self.analyzer.from_html(html, response.final_url))
+
+    def row(self, response: Response, page: PageText) -> dict:
+        return {
+            "doc_id": document_id(response.normalized_url),
+            "text": page.text,
+            "title": page.title,
+            "date": page.date,
+            "language": page.language,
+            "language_score": page.language_score,
+            "word_count": page.word_count,
+            "token_count": page.token_count,
+            "normalized_url": response.normalized_url,
+            "final_url": response.final_url,
+            "host": host_of(response.final_url) or "",
+            "karma": response.karma,
+            "first_created_utc": response.first_created_utc,
+            "submissions": response.submissions,
+            "fetched_at": response.fetched_at,
+            "warc_file": response.warc_file,
+            "warc_offset": response.warc_offset,
+            "extractor": EXTRACTOR,
+            "text_hash": page.text_hash,
+        }

@@ -1,0 +1,323 @@
+"""Extraction: decoding, the killable extractor process, and the document row it builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from datetime import UTC, datetime
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from pipeline.config import load
+from pipeline.extract import (
+    EXTRACTOR,
+    DocumentBuilder,
+    ExtractFailed,
+    ExtractorProcess,
+    ExtractSettings,
+    Response,
+    decode_html,
+    detect_language,
+    document_id,
+    run_trafilatura,
+)
+from pipeline.tokenizer import load_gpt2
+from pipeline.warc import read_response
+from tests.conftest import DEMO_CONFIG, require_shared
+
+ARTICLE = (
+    "The city council met on Tuesday evening to discuss the new budget for public libraries. "
+    "Several residents spoke in favour of longer opening hours, arguing that students need a "
+    "quiet place to work after school. The mayor said the proposal would be studied carefully "
+    "before the next meeting, and that the costs of staff and heating had to be considered.\n"
+    "Librarians described how the number of visitors has grown every year since the branch "
+    "reopened, and how the reading programmes for children are now fully booked months in "
+    "advance. One teacher explained that many families have no computer at home and rely on "
+    "the library for homework, job applications and contact with public services."
+)
+
+
+def page(body_text: str, title: str = "Library hours debate", head: str = "") -> str:
+    paragraphs = "".join(f"<p>{p}</p>" for p in body_text.split("\n"))
+    return (
+        f"<html><head><title>{title}</title>{head}</head><body>"
+        "<nav><a href='/'>Home</a> <a href='/news'>News</a></nav>"
+        f"<article><h1>{title}</h1>{paragraphs}</article>"
+        "<footer>Copyright 2017 Example News</footer></body></html>"
+    )
+
+
+def response(body: bytes, **overrides) -> Response:
+    fields = dict(
+        normalized_url="http://example.com/library",
+        final_url="https://example.com/library",
+        body=body,
+        content_type="text/html",
+        charset=None,
+        karma=7,
+        first_created_utc=1_500_000_000,
+        submissions=[
+            {"id": "abc", "subreddit": "news", "score": 7, "created_utc": 1, "title": "t"}
+        ],
+        fetched_at=datetime(2017, 6, 1, tzinfo=UTC),
+        warc_file="warc/fetch-0.warc.gz",
+        warc_offset=1234,
+    )
+    fields.update(overrides)
+    return Response(**fields)
+
+
+@pytest.fixture(scope="module")
+def config():
+    ranks = require_shared("tokenizers", "r50k_base.tiktoken")
+    return load(DEMO_CONFIG, [f'tokenizer.ranks_file="{ranks}"'])
+
+
+@pytest.fixture(scope="module")
+def builder(config):
+    return DocumentBuilder(config.build, config.tokenizer, run_trafilatura)
+
+
+# ---- decoding -----------------------------------------------------------------------------
+
+
+def test_utf8_without_declaration_decodes():
+    assert decode_html("<p>naïve café 東京</p>".encode()) == "<p>naïve café 東京</p>"
+
+
+def test_cp1252_declared_in_http_header_decodes():
+    body = "<p>“Smart quotes” – and €5</p>".encode("cp1252")
+    assert decode_html(body, "windows-1252") == "<p>“Smart quotes” – and €5</p>"
+
+
+def test_iso_8859_1_label_is_read_as_cp1252():
+    # servers label cp1252 text as ISO-8859-1; 0x93/0x94 are quotes in cp1252, controls in latin-1
+    body = "<p>“quoted” café</p>".encode("cp1252")
+    assert decode_html(body, "ISO-8859-1") == "<p>“quoted” café</p>"
+
+
+def test_latin1_declared_in_meta_decodes():
+    html = '<html><head><meta charset="iso-8859-1"></head><body>Crème brûlée à la française</body>'
+    assert decode_html(html.encode("latin-1")) == html
+
+
+def test_latin1_without_any_declaration_decodes():
+    text = "Les élèves ont mangé une crème brûlée à côté de la forêt, déjà très âgée. " * 8
+    body = f"<html><body><p>{text}</p></body></html>".encode("latin-1")
+    assert text in decode_html(body)
+
+
+def test_shift_jis_declared_in_meta_decodes():
+    html = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
+        "</head><body><p>東京の天気は晴れです。今日はとても暑い日になりました。</p></body></html>"
+    )
+    assert decode_html(html.encode("shift_jis")) == html
+
+
+def test_shift_jis_declared_in_http_header_decodes():
+    html = "<p>日本語のページです。文字化けしてはいけません。</p>"
+    assert decode_html(html.encode("shift_jis"), "Shift_JIS") == html
+
+
+def test_utf8_body_mislabelled_as_latin1_decodes_as_utf8():
+    assert decode_html("<p>naïve — café</p>".encode(), "iso-8859-1") == "<p>naïve — café</p>"
+
+
+def test_utf8_bom_is_honoured_and_dropped():
+    assert decode_html(b"\xef\xbb\xbf<p>caf\xc3\xa9</p>", "iso-8859-1") == "<p>café</p>"
+
+
+def test_unknown_charset_label_falls_back():
+    assert decode_html(b"<p>plain</p>", "x-no-such-charset") == "<p>plain</p>"
+
+
+# ---- the document row ---------------------------------------------------------------------
+
+
+def test_document_has_text_metadata_and_provenance(builder, config):
+    head = '<meta property="article:published_time" content="2017-05-03T10:00:00Z">'
+    resp = response(page(ARTICLE, head=head).encode())
+    doc = builder.document(resp, builder.decode(resp))
+    assert "city council met on Tuesday" in doc["text"]
+    assert "Copyright 2017" not in doc["text"] and "Home" not in doc["text"]
+    assert "\n" in doc["text"]  # paragraphs survive
+    assert doc["title"] == "Library hours debate"
+    assert doc["date"] == "2017-05-03"
+    assert doc["language"] == "en" and doc["language_score"] > 0.9
+    assert doc["word_count"] == len(doc["text"].split())
+    encoding = load_gpt2(config.tokenizer)
+    assert doc["token_count"] == len(encoding.encode_ordinary(doc["text"])) > 128
+    assert doc["doc_id"] == document_id("http://example.com/library")
+    assert doc["host"] == "example.com"
+    assert doc["extractor"] == EXTRACTOR and EXTRACTOR.startswith("trafilatura ")
+    assert (doc["karma"], doc["warc_file"], doc["warc_offset"]) == (7, "warc/fetch-0.warc.gz", 1234)
+    assert doc["submissions"][0]["id"] == "abc"
+
+
+def test_document_id_is_stable_and_depends_only_on_normalized_url():
+    assert document_id("http://a.com/x") == document_id("http://a.com/x")
+    assert document_id("http://a.com/x") != document_id("http://a.com/y")
+    assert len(document_id("http://a.com/x")) == 32
+
+
+def test_cp1252_page_without_declared_charset_extracts_clean_text(builder):
+    text = ARTICLE.replace("Several residents", "“Several residents”")
+    resp = response(page(text).encode("cp1252"))
+    doc = builder.document(resp, builder.decode(resp))
+    assert "“Several residents”" in doc["text"]
+
+
+def test_shift_jis_page_extracts_japanese_text(builder):
+    japanese = "東京都は新しい図書館の開館時間について発表しました。" * 6
+    html = page(japanese).replace("<head>", '<head><meta charset="shift_jis">')
+    resp = response(html.encode("shift_jis"))
+    doc = builder.document(resp, builder.decode(resp))
+    assert "新しい図書館" in doc["text"]
+    assert doc["language"] == "ja"
+
+
+def test_oversized_page_fails_as_too_large(builder, config):
+    resp = response(b"x" * (config.build.max_html_bytes + 1))
+    with pytest.raises(ExtractFailed) as failure:
+        builder.decode(resp)
+    assert failure.value.counter == "extract_failed_too_large"
+
+
+def test_non_html_response_fails_as_not_html(builder):
+    with pytest.raises(ExtractFailed) as failure:
+        builder.decode(response(b"%PDF-1.4 ...", content_type="application/pdf"))
+    assert failure.value.counter == "extract_failed_not_html"
+
+
+def test_page_without_text_fails_as_no_text(builder):
+    resp = response(
+        b"<html><head><title>t</title></head><body><script>var x;</script></body></html>"
+    )
+    with pytest.raises(ExtractFailed) as failure:
+        builder.document(resp, builder.decode(resp))
+    assert failure.value.counter == "extract_failed_no_text"
+
+
+def test_language_detection_names_the_language():
+    assert detect_language(ARTICLE)[0] == "en"
+    lang, score = detect_language("Der Stadtrat hat am Dienstag über die Bibliotheken beraten.")
+    assert lang == "de" and 0.0 <= score <= 1.0
+
+
+# ---- the extractor process and its time limit -----------------------------------------------
+
+
+def sleep_forever(html: str, url: str | None, settings: ExtractSettings):
+    time.sleep(600)
+
+
+def exit_abruptly(html: str, url: str | None, settings: ExtractSettings):
+    os._exit(3)
+
+
+def raise_error(html: str, url: str | None, settings: ExtractSettings):
+    raise RuntimeError("broken page")
+
+
+def pathological_page(paragraphs: int = 20_000) -> str:
+    """About 1.7 MB, under the size cap, that keeps trafilatura busy for seconds."""
+    cells = "".join(
+        f"<div><p>Paragraph {i} with words and a <a href='/x{i}'>link</a>.</p></div>"
+        for i in range(paragraphs)
+    )
+    return f"<html><body>{cells}</body></html>"
+
+
+def test_extractor_process_extracts_like_trafilatura_in_process():
+    html = page(ARTICLE)
+    with ExtractorProcess(timeout_s=30) as extractor:
+        assert extractor.extract(html, None, ExtractSettings()) == run_trafilatura(
+            html, None, ExtractSettings()
+        )
+
+
+def test_pathological_page_times_out_and_worker_recovers():
+    html = pathological_page()
+    assert len(html) < 2_000_000
+    with ExtractorProcess(timeout_s=0.5) as extractor:
+        extractor.extract("<p>warm up</p>", None, ExtractSettings())  # the child is running
+        child_pid = extractor._process.pid
+        started = time.monotonic()
+        with pytest.raises(ExtractFailed) as failure:
+            extractor.extract(html, None, ExtractSettings())
+        assert failure.value.counter == "extract_timeout"
+        assert time.monotonic() - started < 5
+        assert extractor.restarts == 1
+        with pytest.raises(ProcessLookupError):  # the busy child was killed and reaped
+            os.kill(child_pid, 0)
+        found = extractor.extract(page(ARTICLE), None, ExtractSettings())
+        assert "city council" in found.text
+
+
+def test_hanging_extractor_is_killed_at_the_time_limit():
+    with ExtractorProcess(timeout_s=0.3, target=sleep_forever) as extractor:
+        started = time.monotonic()
+        with pytest.raises(ExtractFailed) as failure:
+            extractor.extract("<p>x</p>", None, ExtractSettings())
+        assert failure.value.reason == "timeout"
+        assert time.monotonic() - started < 10
+        assert extractor._process is None  # killed; the next page starts a fresh child
+
+
+def test_extractor_crash_is_reported_and_recovered():
+    settings = ExtractSettings()
+    with ExtractorProcess(timeout_s=30, target=exit_abruptly) as extractor:
+        with pytest.raises(ExtractFailed) as failure:
+            extractor.extract("<p>x</p>", None, settings)
+        assert failure.value.counter == "extract_failed_crash"
+        extractor.target = run_trafilatura
+        assert "city council" in extractor.extract(page(ARTICLE), None, settings).text
+
+
+def test_extractor_error_is_reported_without_restart():
+    with ExtractorProcess(timeout_s=30, target=raise_error) as extractor:
+        with pytest.raises(ExtractFailed) as failure:
+            extractor.extract("<p>x</p>", None, ExtractSettings())
+        assert failure.value.counter == "extract_failed_error"
+        assert "broken page" in failure.value.detail
+        assert extractor.restarts == 0
+
+
+def test_settings_come_from_the_build_config(config):
+    build = dataclasses.replace(config.build, favor_recall=True, include_tables=False)
+    settings = ExtractSettings.from_config(build)
+    assert settings.favor_recall and not settings.include_tables
+
+
+# ---- real WARC files written by another crawler ------------------------------------------
+
+
+def test_real_warc_files_are_read_and_extracted(builder):
+    folder = require_shared("warc")
+    extracted = english = 0
+    responses = 0
+    for path in sorted(folder.glob("*.warc.gz")):
+        with open(path, "rb") as f:
+            it = ArchiveIterator(f)
+            offsets = [
+                (it.get_record_offset(), r.rec_headers.get_header("WARC-Target-URI"))
+                for r in it
+                if r.rec_type == "response"
+            ]
+        for offset, uri in offsets:
+            headers, body, _ = read_response(str(path), offset)
+            content_type = headers.get_header("Content-Type")
+            responses += 1
+            resp = response(body, content_type=content_type, final_url=uri, normalized_url=uri)
+            try:
+                doc = builder.document(resp, builder.decode(resp))
+            except ExtractFailed:
+                continue
+            extracted += 1
+            english += doc["language"] == "en"
+            assert doc["text"] and doc["token_count"] > 0 and doc["host"]
+    assert responses == 37
+    assert extracted >= 30 and english >= 25
