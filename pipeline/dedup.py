@@ -5,6 +5,7 @@
                │                 ─ Verify: join both ends with their sketches ─ Jaccard >= t
                │       exact edges + verified edges ─ Components (large-star / small-star)
                ├─ KeepRule:      GroupByKey(component) ─ one kept per cluster, the rest removed
+               ├─ VerifyAgainstKept: CoGroupByKey(removed id), CoGroupByKey(kept id) ─ J >= t
                └─ SplitKeptRemoved: CoGroupByKey(doc_id) ─ {"kept", "removed"}
 
 Both kinds of duplicate become edges of one graph, and one document is kept per connected
@@ -14,6 +15,11 @@ document whose text hash equals the kept one's is an "exact_duplicate", otherwis
 "near_duplicate"; its cluster is named by the kept doc_id. This gives the same clusters as
 exact dedup followed by near dedup of the survivors (copies have equal signatures), in one
 less shuffle of whole documents.
+
+Components chain variants (A~B~C with J(A,C) below the threshold), so each would-be-removed
+near-duplicate is checked against its cluster's kept document with the same verification
+as candidate pairs; one below the threshold is kept (`dedup_kept_below_threshold`). Exact
+duplicates of the kept document always pass; verify = "none" skips the check.
 
 Nothing is collected on one worker: every step is keyed by a text hash, a band, a node or
 a doc_id. The largest group is a component's centre after convergence (its member ids).
@@ -156,6 +162,18 @@ def verify_pair(sketch_a: np.ndarray, sketch_b: np.ndarray, mode: str, threshold
     return estimated_jaccard(sketch_a, sketch_b) >= threshold
 
 
+def passes_kept_check(
+    removed_sketch: np.ndarray | None, kept_sketch: np.ndarray | None, mode: str, threshold: float
+) -> bool:
+    """Whether a near-duplicate may be removed in favour of its cluster's kept document.
+
+    A document without a sketch (no shingles) cannot be shown similar, so it is kept.
+    """
+    if removed_sketch is None or kept_sketch is None:
+        return False
+    return verify_pair(removed_sketch, kept_sketch, mode, threshold)
+
+
 def _counter(name: str) -> Any:
     return beamio.counter("build", name)
 
@@ -292,6 +310,40 @@ def _cluster_removals(item: tuple[str, Iterable[Rank]]) -> Iterator[tuple[str, t
             yield rank.doc_id, (kept.doc_id, removal_reason(rank, kept), len(ranks))
 
 
+def _key_by_kept_doc(item: tuple[str, dict[str, list]]) -> Iterator[Any]:
+    """(removed id, {removal, sketch}) -> (kept id, (removed id, reason, size, sketch)).
+
+    Exact duplicates of the kept document need no check and go straight to "exact".
+    """
+    removed_id, joined = item
+    sketch = joined["sketch"][0] if joined["sketch"] else None
+    for kept_id, reason, size in joined["removal"][:1]:
+        if reason == EXACT_DUPLICATE:
+            yield TaggedOutput("exact", (removed_id, (kept_id, reason, size)))
+        else:
+            yield kept_id, (removed_id, reason, size, sketch)
+
+
+class _VerifyAgainstKept(beam.DoFn):
+    """(kept id, {member, sketch}) -> (removed id, removal) for members at or above t."""
+
+    def __init__(self, mode: str, threshold: float):
+        self.mode, self.threshold = mode, threshold
+
+    def setup(self) -> None:
+        self.below = _counter("dedup_kept_below_threshold")
+
+    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
+        kept_id, joined = item
+        kept = _sketch_array(joined["sketch"][0], self.mode) if joined["sketch"] else None
+        for removed_id, reason, size, sketch in joined["member"]:
+            mine = None if sketch is None else _sketch_array(sketch, self.mode)
+            if passes_kept_check(mine, kept, self.mode, self.threshold):
+                yield removed_id, (kept_id, reason, size)
+            else:
+                self.below.inc()
+
+
 def removed_record(doc: dict[str, Any], kept_doc_id: str, reason: str, detail: str) -> dict:
     """A schemas.REMOVED row for a document dedup dropped; its cluster is the kept doc_id."""
     return {
@@ -398,8 +450,11 @@ class Deduplicate(beam.PTransform):
                 | "ExactGroups" >> beam.GroupByKey()
                 | "ExactEdges" >> beam.FlatMap(_exact_group_edges)
             )
+        sketches = None
         if config.near:
-            edge_sets.append(docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params))
+            near = docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params)
+            edge_sets.append(near["edges"])
+            sketches = near["sketch"]
         labels = (
             edge_sets
             | "AllEdges" >> beam.Flatten()
@@ -412,6 +467,10 @@ class Deduplicate(beam.PTransform):
             | "Clusters" >> beam.GroupByKey()
             | "KeepRule" >> beam.FlatMap(_cluster_removals)
         )
+        if sketches is not None and config.verify != "none":
+            removals = removals | "VerifyAgainstKept" >> _VerifyRemovals(
+                sketches, config.verify, config.threshold
+            )
         split = (
             {
                 "doc": docs | "KeyByDocId" >> beam.Map(lambda d: (d["doc_id"], d)),
@@ -424,8 +483,35 @@ class Deduplicate(beam.PTransform):
         return {"kept": split.kept, "removed": split.removed}
 
 
+class _VerifyRemovals(beam.PTransform):
+    """Removals (removed id, (kept id, reason, size)) -> those that pass the kept check.
+
+    Two joins, keyed by the removed doc_id then by the kept doc_id, bring each removed
+    near-duplicate's sketch to its kept document's sketch; nothing meets on one worker
+    beyond one cluster's members.
+    """
+
+    def __init__(self, sketches: beam.PCollection, mode: str, threshold: float):
+        super().__init__()
+        self.sketches, self.mode, self.threshold = sketches, mode, threshold
+
+    def expand(self, removals: beam.PCollection) -> beam.PCollection:
+        members = (
+            {"removal": removals, "sketch": self.sketches}
+            | "JoinRemovedSketch" >> beam.CoGroupByKey()
+            | "KeyByKeptDoc" >> beam.FlatMap(_key_by_kept_doc).with_outputs("exact", main="near")
+        )
+        verified = (
+            {"member": members.near, "sketch": self.sketches}
+            | "JoinKeptSketch" >> beam.CoGroupByKey()
+            | "CheckAgainstKept" >> beam.ParDo(_VerifyAgainstKept(self.mode, self.threshold))
+        )
+        return (members.exact, verified) | "PassedRemovals" >> beam.Flatten()
+
+
 class _NearDuplicateEdges(beam.PTransform):
-    """Documents -> verified near-duplicate edges (a, b), a < b."""
+    """Documents -> {"edges": verified near-duplicate edges (a, b), a < b,
+    "sketch": (doc_id, sketch bytes), empty when verify = "none"}."""
 
     def __init__(self, config: DedupConfig, params: LshParams):
         super().__init__()
@@ -444,17 +530,19 @@ class _NearDuplicateEdges(beam.PTransform):
         )
         mode = self.config.verify
         if mode == "none":
-            return candidates | "CountVerified" >> beam.Map(_count("dedup_verified_pairs"))
+            edges = candidates | "CountVerified" >> beam.Map(_count("dedup_verified_pairs"))
+            return {"edges": edges, "sketch": signed.sketch}
         half = (
             {"sketch": signed.sketch, "pair": candidates}
             | "JoinFirstEnd" >> beam.CoGroupByKey()
             | "CarryFirstSketch" >> beam.FlatMap(_first_end_with_sketch)
         )
-        return (
+        edges = (
             {"sketch": signed.sketch, "half": half}
             | "JoinSecondEnd" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_VerifyPairs(mode, self.config.threshold))
         )
+        return {"edges": edges, "sketch": signed.sketch}
 
 
 def convergence_problem(counters: dict[str, int]) -> str | None:

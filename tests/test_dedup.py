@@ -116,7 +116,52 @@ def test_known_clusters_keep_one_document_each(verify, tmp_path):
     assert counters["dedup_clusters"] == len(clusters)
     assert counters["dedup_no_shingles"] == 1
     assert counters.get("dedup_unconverged", 0) == 0
+    assert counters.get("dedup_kept_below_threshold", 0) == 0  # every member J >= 0.8 of kept
     assert counters["dedup_verified_pairs"] <= counters["dedup_candidate_pairs"]
+
+
+def _replace_spaced(words: list[str], positions: range, tag: str) -> list[str]:
+    """Replace words at positions at least 5 apart: each changes 5 distinct 5-gram shingles."""
+    out = list(words)
+    for i in positions:
+        out[i] = f"{tag}{i}"
+    return out
+
+
+@pytest.mark.parametrize("verify", ["exact", "none"])
+def test_chain_member_below_threshold_to_the_kept_document_is_kept(verify, tmp_path):
+    rng = random.Random(3)
+    base = [rng.choice(VOCAB) for _ in range(400)]
+    # 5 edits = 25 of 396 shingles: J(A,B) = J(B,C) = 371/421 = 0.88, J(A,C) = 346/446 = 0.78
+    b_words = _replace_spaced(base, range(20, 70, 10), "b")
+    c_words = _replace_spaced(b_words, range(220, 270, 10), "c")
+    docs = [
+        _doc("A", " ".join(base), karma=50),  # kept: highest karma, an end of the chain
+        _doc("B", " ".join(b_words), karma=5),
+        _doc("C", " ".join(c_words), karma=5),
+    ]
+    kept, removed, counters = _run(docs, _config(verify=verify), tmp_path)
+    removed_ids = [r["doc_id"] for r in removed]
+    if verify == "none":  # no check: the whole chain goes to A
+        assert kept == ["A"] and removed_ids == ["B", "C"]
+        assert counters.get("dedup_kept_below_threshold", 0) == 0
+    else:
+        assert kept == ["A", "C"] and removed_ids == ["B"]
+        assert removed[0]["kept_doc_id"] == "A"
+        assert counters["dedup_kept_below_threshold"] == 1
+    assert counters["dedup_clusters"] == 1  # one component: the chain was found
+
+
+def test_exact_copies_pass_the_kept_check_without_a_sketch_join(tmp_path):
+    text = " ".join(VOCAB[:300])
+    docs = [_doc("k", text, karma=9), _doc("k2", text, karma=1), _doc("k3", text, karma=2)]
+    kept, removed, counters = _run(docs, _config(verify="exact"), tmp_path)
+    assert kept == ["k"]
+    assert [(r["doc_id"], r["reason"]) for r in removed] == [
+        ("k2", "exact_duplicate"),
+        ("k3", "exact_duplicate"),
+    ]
+    assert counters.get("dedup_kept_below_threshold", 0) == 0
 
 
 def test_exact_duplicates_are_named_exact(tmp_path):
