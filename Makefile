@@ -40,8 +40,13 @@ airflow-test: $(STAMP) airflow-venv
 test: $(STAMP) lint airflow-venv
 	$(PY) -m pytest -q
 
+# The CPU benchmarks, one after another (tens of minutes on 2 cores); figures go to
+# docs/benchmarks.md by hand. bench.train_gpu needs a GPU: see docs/training.md.
+BENCHES := links_throughput fetch_throughput extraction_quality build_throughput \
+	minhash_throughput dedup_quality tokenize_throughput microweb airflow_dag
+
 bench: $(STAMP)
-	$(PY) -m bench.run_all
+	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(PY) -m bench.$$b; done
 
 clean:
 	rm -rf $(DATA) bench-data .pytest_cache .ruff_cache
