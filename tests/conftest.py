@@ -28,3 +28,14 @@ def demo_config_path() -> Path:
 @pytest.fixture
 def ranks_file() -> Path:
     return require_shared("tokenizers", "r50k_base.tiktoken")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost 4x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from training.model import GPT, GPTConfig
 transformers = pytest.importorskip("transformers", reason="transformers is a test dependency")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost 4x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(padded: int = 50257) -> GPT:

@@ -25,13 +25,7 @@ from training.data import Position, StepSampler, TokenWindows, open_shard, token
 BLOCK = 16
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost 4x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_token_shards(data_root: Path, sizes: list[int], val: int = 2000, seed: int = 0) -> None:

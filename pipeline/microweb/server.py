@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pipeline.microweb.generate import ROUTES_FILE, status_page
+from pipeline.urls import normalize_host
 
 # Query keys the server ignores, like link normalization does ("utm_" is a prefix).
 IGNORED_QUERY_KEYS = frozenset({"fbclid", "gclid", "dclid", "msclkid", "ref", "ref_src", "igshid"})
@@ -45,15 +46,7 @@ def canonical_host(host: str) -> str:
     if host.startswith("["):  # IPv6 literal
         return host.split("]")[0] + "]"
     host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    host = host.rstrip(".")
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return host
-    if host.startswith("www.") and host.count(".") >= 2:
-        host = host[4:]
-    return host
+    return normalize_host(host) or host
 
 
 def canonical_target(target: str) -> str:
