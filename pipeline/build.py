@@ -397,14 +397,14 @@ def funnel(counters: dict[str, int]) -> list[list[Any]]:
     failed = sum(v for k, v in counters.items() if k.startswith("extract_"))
     junk = sum(v for k, v in counters.items() if k.startswith("junk_"))
     return [
-        ["responses_read", counters.get("responses_read", 0)],
-        ["extract_failed_or_timeout", failed],
-        ["wikipedia", counters.get("wikipedia", 0)],
-        ["wikipedia_mirror", counters.get("wikipedia_mirror", 0)],
-        ["junk", junk],
-        ["language", counters.get("language", 0)],
-        ["too_short", counters.get("too_short", 0)],
-        ["after_filters", counters.get("kept", 0)],
+        ["build: responses read", counters.get("responses_read", 0)],
+        ["build: extraction failed or timed out", failed],
+        ["build: Wikipedia (final URL)", counters.get("wikipedia", 0)],
+        ["build: Wikipedia mirrors", counters.get("wikipedia_mirror", 0)],
+        ["build: junk pages", junk],
+        ["build: not the wanted language", counters.get("language", 0)],
+        ["build: too short", counters.get("too_short", 0)],
+        ["build: after filters", counters.get("kept", 0)],
     ]
 
 

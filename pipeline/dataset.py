@@ -303,9 +303,9 @@ def _document_stats(docs_dir: str, shards: list[dict]) -> dict[str, Any]:
 def build_funnel(counters: dict[str, int], documents: int) -> list[tuple[str, int]]:
     """The dedup end of the funnel; the extraction counters come before it."""
     return [
-        ("exact_duplicate", counters.get("exact_duplicate", 0)),
-        ("near_duplicate", counters.get("near_duplicate", 0)),
-        ("documents", documents),
+        ("dedup: exact duplicates removed", counters.get("exact_duplicate", 0)),
+        ("dedup: near duplicates removed", counters.get("near_duplicate", 0)),
+        ("documents written", documents),
     ]
 
 

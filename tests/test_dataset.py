@@ -155,8 +155,8 @@ def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
     assert manifest["versions"]["pyarrow"] and manifest["versions"]["python"]
     assert manifest["inputs"]["links"]["present"] and not manifest["inputs"]["fetch"]["present"]
     assert manifest["funnel"][:2] == [["submissions", 100], ["links", 60]]
-    assert manifest["funnel"][-1] == ["documents", 40]
-    assert ["near_duplicate", 5] in manifest["funnel"]
+    assert manifest["funnel"][-1] == ["documents written", 40]
+    assert ["dedup: near duplicates removed", 5] in manifest["funnel"]
     entry = manifest["shards"]["removed"][0]
     assert entry["path"].startswith("removed/removed-00000-of-")
     assert len(entry["sha256"]) == 64 and entry["rows"] == 5
@@ -165,7 +165,7 @@ def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
 def test_dataset_card_has_funnel_domains_and_plots(built):
     root, _ = built
     card = (root / "docs" / "README.md").read_text()
-    assert "## Funnel" in card and "| near_duplicate | 5 |" in card
+    assert "## Funnel" in card and "| dedup: near duplicates removed | 5 |" in card
     assert "| example.com | 14 |" in card
     for plot in ("plots/length.png", "plots/language.png"):
         assert f"]({plot})" in card
