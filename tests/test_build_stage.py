@@ -17,18 +17,9 @@ from pipeline.config import load
 from pipeline.extract import document_id
 from pipeline.warc import read_response
 from schemas.records import DEAD_LETTER, DOCUMENT, FETCH, LINK, REMOVED, check_table
-from tests.conftest import DEMO_CONFIG, require_shared
+from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
 
-LIBRARY = (
-    "The city council met on Tuesday evening to discuss the new budget for public libraries. "
-    "Several residents spoke in favour of longer opening hours, arguing that students need a "
-    "quiet place to work after school. The mayor said the proposal would be studied carefully "
-    "before the next meeting, and that the costs of staff and heating had to be considered.\n"
-    "Librarians described how the number of visitors has grown every year since the branch "
-    "reopened, and how the reading programmes for children are now fully booked months in "
-    "advance. One teacher explained that many families have no computer at home and rely on "
-    "the library for homework, job applications and contact with public services."
-)
+LIBRARY = LIBRARY_ARTICLE
 BRIDGE = (
     "Engineers finished inspecting the old railway bridge over the river last week and found "
     "that several of its steel beams had rusted far more than the records suggested. The "

@@ -1,20 +1,9 @@
 """The command line as a user meets it: real processes, one-line errors, non-zero exits."""
 
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO
-
-
-def webtext(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.conftest import run_webtext as webtext
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

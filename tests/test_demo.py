@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from tests.conftest import REPO, require_shared
+from tests.conftest import require_shared
+from tests.conftest import run_webtext as webtext
 
 # The funnel is the point here; a few training steps show that training consumes the shards.
 SHORT_TRAINING = (
     "--set train.max_steps=3 --set train.eval_every=3 --set train.checkpoint_every=3 "
     "--set sample.max_new_tokens=8"
 ).split()
-
-
-def webtext(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

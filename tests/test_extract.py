@@ -25,18 +25,9 @@ from pipeline.extract import (
 )
 from pipeline.tokenizer import load_gpt2
 from pipeline.warc import read_response
-from tests.conftest import DEMO_CONFIG, require_shared
+from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
 
-ARTICLE = (
-    "The city council met on Tuesday evening to discuss the new budget for public libraries. "
-    "Several residents spoke in favour of longer opening hours, arguing that students need a "
-    "quiet place to work after school. The mayor said the proposal would be studied carefully "
-    "before the next meeting, and that the costs of staff and heating had to be considered.\n"
-    "Librarians described how the number of visitors has grown every year since the branch "
-    "reopened, and how the reading programmes for children are now fully booked months in "
-    "advance. One teacher explained that many families have no computer at home and rely on "
-    "the library for homework, job applications and contact with public services."
-)
+ARTICLE = LIBRARY_ARTICLE
 
 
 def page(body_text: str, title: str = "Library hours debate", head: str = "") -> str:
