@@ -209,17 +209,7 @@ def screen_url_list(
     """Like screen_dump, for one URL list (entries count as karma = score or min_karma)."""
     end = ReadEnd()
     for number, raw, result in iter_url_list(path, rules.min_karma, end):
-        tally.add("read")
-        if isinstance(result, MalformedSubmission):
-            tally.add("malformed")
-            tally.add(f"malformed.{result.reason}")
-            yield beamio.dead_letter(path, number, result.reason, result.detail, raw)
-            continue
-        reason, normalized = rules.screen(result)
-        if reason is None:
-            yield normalized, posting(result)
-        else:
-            tally.add(reason)
+        yield from _screen_one(result, rules, tally, path, number, raw)
     if end.truncated:
         tally.add("truncated_files")
         yield beamio.dead_letter(path, end.lines + 1, "truncated", end.truncated, end.tail)
@@ -230,19 +220,33 @@ def screen_listing(
 ) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
     """Like screen_dump, for submissions from the live API."""
     for fields_one in fields:
-        tally.add("read")
         try:
-            sub = submission_from_fields(fields_one, reddit_api.SOURCE, None)
+            result = submission_from_fields(fields_one, reddit_api.SOURCE, None)
         except MalformedSubmission as e:
-            tally.add("malformed")
-            tally.add(f"malformed.{e.reason}")
-            yield beamio.dead_letter(source, None, e.reason, e.detail, repr(fields_one))
-            continue
-        reason, normalized = rules.screen(sub)
-        if reason is None:
-            yield normalized, posting(sub)
-        else:
-            tally.add(reason)
+            result = e
+        yield from _screen_one(result, rules, tally, source, None, repr(fields_one))
+
+
+def _screen_one(
+    result: Submission | MalformedSubmission,
+    rules: SubmissionRules,
+    tally: Tally,
+    source: str,
+    line: int | None,
+    raw: str,
+) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
+    """Count one parsed record, and yield its posting or its dead letter."""
+    tally.add("read")
+    if isinstance(result, MalformedSubmission):
+        tally.add("malformed")
+        tally.add(f"malformed.{result.reason}")
+        yield beamio.dead_letter(source, line, result.reason, result.detail, raw)
+        return
+    reason, normalized = rules.screen(result)
+    if reason is None:
+        yield normalized, posting(result)
+    else:
+        tally.add(reason)
 
 
 def _posting_order(p: Posting) -> tuple:
