@@ -11,6 +11,14 @@ normalization repairs only what is broken and keeps everything else:
 - the result is in Unicode NFC, so one string has one encoding.
 
 Curly quotes, full-width forms and ligatures are left as they are: they are real text.
+
+It runs on every extracted document, so it works line by line and leaves alone the lines
+that need nothing, which is most of them: a line for which `str.isprintable()` holds has no
+control character and no whitespace but the ASCII space (tab, no-break space and the other
+Unicode spaces are not printable), so it only needs its spaces tidied, and only when it has
+two in a row or one at an end. That is about five times faster than running each rule as a
+regular expression over the whole text, with the same result (tests/test_textnorm.py checks
+both against each other on random strings).
 """
 
 from __future__ import annotations
@@ -31,15 +39,17 @@ _FTFY_CONFIG = ftfy.TextFixerConfig(
 )
 # What mojibake of the Latin-1/cp1252 family looks like: a UTF-8 lead byte read as a Latin
 # letter (Â..ô) followed by a continuation byte read as Latin-1 or cp1252; also C1 controls
-# and lone surrogates. Text without any of these skips ftfy, which is the slow part.
-_MAYBE_BROKEN = re.compile(
-    "[\u0080-\u009f\ud800-\udfff]|[\u00c2-\u00f4][\u00a0-\u00bf\u0152\u0153\u0160\u0161"
-    "\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026"
-    "\u2030\u2039\u203a\u20ac\u2122]"
+# and lone surrogates. Text without any of these skips ftfy, which is the slow part. The
+# pattern starts with one character class, which the regex engine scans for quickly; the
+# lookbehinds then tell a lead letter, which needs a continuation after it, from the rest.
+_LEAD = "\u00c2-\u00f4"
+_CONTINUATION = (
+    "\u00a0-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014"
+    "\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
 )
-_SPACES = re.compile(r"[^\S\n]+")  # any whitespace except the newline
-_SPACE_AROUND_NEWLINE = re.compile(" ?\n ?")
-_BLANK_RUNS = re.compile(r"\n{3,}")
+_MAYBE_BROKEN = re.compile(
+    f"[\u0080-\u009f\ud800-\udfff{_LEAD}](?:(?<=[{_LEAD}])[{_CONTINUATION}]|(?<![{_LEAD}]))"
+)
 # C0/C1 controls other than newline and tab, lone surrogates, private-use code points
 # (icon-font glyphs that extraction turns into meaningless characters), and invisible
 # characters that only break words apart for a tokenizer: zero-width space, word joiner,
@@ -55,10 +65,19 @@ def normalize_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.isascii() and _MAYBE_BROKEN.search(text):
         text = ftfy.fix_text(text, _FTFY_CONFIG)
-    text = _CONTROL.sub("", text)
-    text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
-    text = _BLANK_RUNS.sub("\n\n", text).strip()
-    return unicodedata.normalize("NFC", text)
+    lines: list[str] = []
+    previous_blank = True  # no blank line at the start
+    for line in text.split("\n"):
+        if not line.isprintable():
+            line = " ".join(_CONTROL.sub("", line).split())
+        elif "  " in line or line.startswith(" ") or line.endswith(" "):
+            line = " ".join(line.split())
+        if line or not previous_blank:
+            lines.append(line)
+        previous_blank = not line
+    if lines and not lines[-1]:
+        lines.pop()
+    return unicodedata.normalize("NFC", "\n".join(lines))
 
 
 def text_hash(text: str) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import re
 import unicodedata
 
+import ftfy
+
+from pipeline import textnorm
 from pipeline.textnorm import normalize_text, text_hash
 
 
@@ -68,3 +73,27 @@ def test_text_hash_is_stable_and_distinguishes_texts():
     assert text_hash("hello") == (
         "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
     )
+
+
+def _normalize_by_rules(text: str) -> str:
+    """The rules of normalize_text stated as whole-text regular expressions, one per rule:
+    slower, and the reference that the line-by-line implementation must equal."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lead = "\u00c2-\u00f4"
+    broken = f"[\u0080-\u009f\ud800-\udfff]|[{lead}][{textnorm._CONTINUATION}]"
+    if re.search(broken, text):
+        text = ftfy.fix_text(text, textnorm._FTFY_CONFIG)
+    text = textnorm._CONTROL.sub("", text)
+    text = re.sub(r"[^\S\n]+", " ", text)  # runs of whitespace other than newlines
+    text = re.sub(" ?\n ?", "\n", text)  # lines stripped
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()  # at most one blank line
+    return unicodedata.normalize("NFC", text)
+
+
+def test_line_by_line_equals_the_rules_on_random_text():
+    pieces = list("ab. \t\n\r\x00\x0b\x0c\x1c\x85\xa0\u2028\u3000\u200b\u00ad\ufeff\ue000")
+    pieces += ["\u00c3\u00a9", "\u00e2\u20ac\u2122", "\u00e9", "e\u0301", "\ud800", "  ", "\n\n\n"]
+    rng = random.Random(1234)
+    for _ in range(5_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        assert normalize_text(text) == _normalize_by_rules(text), repr(text)
