@@ -174,6 +174,17 @@ def test_wikipedia_mirror_by_licence_footer_in_html():
     assert filters.wikipedia_mirror("A library is a collection.", html) == "wikipedia_mirror"
 
 
+def test_mirror_signature_after_many_wikipedia_links_at_either_end_and_in_capitals():
+    links = "<a href='https://en.wikipedia.org/wiki/Page'>Wikipedia</a>\n" * 200
+    footer = "<div>WIKIPEDIA® is a registered trademark of the Wikimedia Foundation</div>"
+    assert filters.wikipedia_mirror("", links) is None
+    assert filters.wikipedia_mirror("", links + footer) == "wikipedia_mirror"
+    assert filters.wikipedia_mirror("", footer + links) == "wikipedia_mirror"
+    header = "FROM WIKIPEDIA, THE FREE ENCYCLOPEDIA"
+    assert filters.wikipedia_mirror(header) == "wikipedia_mirror"
+    assert filters.wikipedia_mirror(header[:-1]) is None
+
+
 def test_article_citing_wikipedia_is_not_a_mirror():
     text = ARTICLE + "\nAccording to Wikipedia, the first public library opened in 1833."
     html = f"<p>{text}</p><a href='https://en.wikipedia.org/wiki/Library'>source</a>"
