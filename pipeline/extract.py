@@ -377,6 +377,12 @@ def detect_language(text: str) -> tuple[str, float]:
     return lang, float(score)
 
 
+def count_tokens(encoding: Any, text: str) -> int:
+    """GPT-2 tokens in `text`, special-token strings read as plain text (as encode_ordinary
+    does); the count only, so no Python list of the ids is built."""
+    return len(encoding.encode_to_numpy(text, disallowed_special=()))
+
+
 @dataclass(frozen=True)
 class PageText:
     """Everything in a document row that depends on the page's content."""
@@ -427,7 +433,7 @@ class PageAnalyzer:
             language=lang,
             language_score=score,
             word_count=len(text.split()),
-            token_count=len(load_gpt2(self.tokenizer).encode_ordinary(text)),
+            token_count=count_tokens(load_gpt2(self.tokenizer), text),
             text_hash=text_hash(text),
             filter_html=html if wikipedia_mirror("", html) else None,
         )

@@ -18,6 +18,7 @@ from pipeline.extract import (
     ExtractorProcess,
     ExtractSettings,
     Response,
+    count_tokens,
     decode_html,
     detect_language,
     document_id,
@@ -126,6 +127,12 @@ def test_unknown_charset_label_falls_back():
 
 
 # ---- the document row ---------------------------------------------------------------------
+
+
+def test_token_count_equals_encode_ordinary_with_special_token_text(config):
+    encoding = load_gpt2(config.tokenizer)
+    for text in ("", "Hello world", "ends here <|endoftext|> and goes on", "日本語 and  spaces\n"):
+        assert count_tokens(encoding, text) == len(encoding.encode_ordinary(text))
 
 
 def test_document_has_text_metadata_and_provenance(builder, config):
