@@ -5,6 +5,7 @@
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
         --ReadWarc-->       the response record, by WARC file and offset
+        --BatchResponses--> PAGES_PER_BATCH responses per round trip to the extractor child
         --Extract-->        decode, trafilatura in a killable child process, normalize,
                             language, word and GPT-2 token counts (pipeline.extract)
         --Filter-->         Wikipedia mirrors, junk pages, language, length (pipeline.filters)
@@ -47,6 +48,11 @@ from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
 STAGE = "build"
 LINKS_PATTERN = "links-*.parquet"
 DEAD_LETTER_PREFIX = "dead-letter"
+# Pages sent to the extractor child in one message, so the child works through them without
+# waiting on its parent: 1-1.5% less CPU per page than one page per round trip (two stage runs
+# side by side on one CPU, the readability pages). A batch's bodies are in memory at once, at
+# most this many times [build] max_html_bytes.
+PAGES_PER_BATCH = 16
 LINK_COLUMNS = ["normalized_url", "karma", "first_created_utc", "submissions"]
 FETCH_COLUMNS = [
     "normalized_url",
@@ -219,10 +225,12 @@ class ReadWarc(beam.DoFn):
 
 
 class Extract(beam.DoFn):
-    """Response -> (document, HTML or None); failures -> removed rows, counted by reason.
+    """A batch of Responses -> (document, HTML or None) each; failures -> removed rows,
+    counted by reason.
 
-    The page's own work runs in this instance's extractor child (pipeline.extract); the HTML
-    comes back only when the filters need it (a Wikipedia-mirror signature), else None.
+    The pages' own work runs in this instance's extractor child (pipeline.extract), a batch
+    per round trip and a time limit per page; the HTML comes back only when the filters need
+    it (a Wikipedia-mirror signature), else None.
     """
 
     def __init__(self, config: Config):
@@ -236,20 +244,20 @@ class Extract(beam.DoFn):
             STAGE, "responses extracted", self.config.run.progress_every
         )
 
-    def process(self, response: Response) -> Iterator[Any]:
-        self.progress.tick()
-        try:
-            doc, html = self.builder.from_response(response, self.extractor.call)
-        except ExtractFailed as failure:
-            beamio.counter(STAGE, failure.counter).inc()
-            url, final_url = response.normalized_url, response.final_url
-            yield beam.pvalue.TaggedOutput(
-                "removed",
-                removed_row(url, final_url, "extract", failure.counter, failure.detail, None),
-            )
-        else:
-            beamio.counter(STAGE, "extracted").inc()
-            yield doc, html
+    def process(self, responses: list[Response]) -> Iterator[Any]:
+        outcomes = self.builder.from_responses(responses, self.extractor.call_each)
+        for response, outcome in zip(responses, outcomes, strict=True):
+            self.progress.tick()
+            if isinstance(outcome, ExtractFailed):
+                beamio.counter(STAGE, outcome.counter).inc()
+                url, final_url = response.normalized_url, response.final_url
+                yield beam.pvalue.TaggedOutput(
+                    "removed",
+                    removed_row(url, final_url, "extract", outcome.counter, outcome.detail, None),
+                )
+            else:
+                beamio.counter(STAGE, "extracted").inc()
+                yield outcome
 
     def teardown(self) -> None:
         extractor = getattr(self, "extractor", None)
@@ -325,9 +333,12 @@ class BuildDocuments(beam.PTransform):
         responses = not_wikipedia.pages | "ReadWarc" >> beam.ParDo(
             ReadWarc(fetch_dir)
         ).with_outputs("dead_letter", main="responses")
-        extracted = responses.responses | "Extract" >> beam.ParDo(
-            Extract(self.config)
-        ).with_outputs("removed", main="docs")
+        extracted = (
+            responses.responses
+            | "BatchResponses"
+            >> beam.BatchElements(min_batch_size=PAGES_PER_BATCH, max_batch_size=PAGES_PER_BATCH)
+            | "Extract" >> beam.ParDo(Extract(self.config)).with_outputs("removed", main="docs")
+        )
         filtered = extracted.docs | "Filter" >> beam.ParDo(Filter(self.config.build)).with_outputs(
             "removed", main="docs"
         )

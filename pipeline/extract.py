@@ -10,9 +10,10 @@ minutes. `ExtractorProcess` runs the page's work in a child process and kills th
 a document takes longer than [build] extract_timeout_s, so no page can hang a worker. It only
 needs the standard library's multiprocessing, so it works the same inside a Beam DoFn on
 DirectRunner, Dataflow, Flink or Spark. Everything that depends on the page's content
-(`PageAnalyzer`: decoding to the text hash) runs in the child, one page per round trip: the
-raw body goes in, the finished text and its metadata come back, so the time limit covers all
-of it and the pipe carries as little as possible.
+(`PageAnalyzer`: decoding to the text hash) runs in the child, so the time limit covers all
+of it: the raw bodies go in, the finished texts and their metadata come back. Pages go to the
+child in batches (`ExtractorProcess.call_each`) and come back one by one, each page with its
+own time limit, so the child works through a batch without waiting on its parent.
 
 Failures raise `ExtractFailed` with a reason; the stage counts them as
 `extract_failed_<reason>` (and `extract_timeout` for the time limit).
@@ -241,8 +242,9 @@ ExtractFn = Callable[[str, str | None, ExtractSettings], Extraction | None]
 
 
 def _serve(conn: Connection, target: Callable[..., Any]) -> None:
-    """The child's loop: warm up, say it is ready, then run `target` on each job until told to
-    stop. `target`'s ExtractFailed keeps its reason; any other exception is an "error"."""
+    """The child's loop: warm up, say it is ready, then for each batch of jobs received, run
+    `target` on each job and send its outcome, until told to stop. `target`'s ExtractFailed
+    keeps its reason; any other exception is an "error"."""
     try:
         warm_up = getattr(target, "warm_up", None)
         if warm_up is not None:
@@ -253,18 +255,19 @@ def _serve(conn: Connection, target: Callable[..., Any]) -> None:
     conn.send(("ready", None))  # time limits start counting from here
     while True:
         try:
-            job = conn.recv()
+            jobs = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if jobs is None:
             return
-        try:
-            reply: tuple[str, Any] = ("ok", target(*job))
-        except ExtractFailed as e:
-            reply = ("failed", (e.reason, e.detail))
-        except Exception as e:  # any error in the extractor is this page's failure
-            reply = ("error", f"{type(e).__name__}: {e}"[:500])
-        conn.send(reply)
+        for job in jobs:
+            try:
+                reply: tuple[str, Any] = ("ok", target(*job))
+            except ExtractFailed as e:
+                reply = ("failed", (e.reason, e.detail))
+            except Exception as e:  # any error in the extractor is this page's failure
+                reply = ("error", f"{type(e).__name__}: {e}"[:500])
+            conn.send(reply)
 
 
 class ExtractorProcess:
@@ -273,8 +276,9 @@ class ExtractorProcess:
     The child starts on first use with the "spawn" method (safe in the multi-threaded
     processes of Beam workers, where fork is not) and again after a kill or a crash.
     `target` is what the child runs: a module-level function or a picklable object such as
-    `PageAnalyzer` (whose `warm_up` runs before the child says it is ready). One job per
-    round trip, so a timeout always belongs to the page that caused it.
+    `PageAnalyzer` (whose `warm_up` runs before the child says it is ready). `call_each`
+    sends a batch of jobs at once and receives each job's outcome as the child finishes it,
+    so a timeout or a crash always belongs to the job that caused it.
     """
 
     def __init__(self, timeout_s: float, target: Callable[..., Any] = run_trafilatura):
@@ -310,27 +314,42 @@ class ExtractorProcess:
         self._process = self._conn = None
         self.restarts += 1
 
-    def call(self, *job: Any) -> Any:
-        """`target(*job)` in the child, or ExtractFailed: "timeout", "crash", "error", or the
-        reason of an ExtractFailed that `target` raised."""
-        try:
-            if self._process is None or not self._process.is_alive():
-                if self._process is not None:
-                    self._kill()
-                self._start()
-            self._conn.send(job)
-            if not self._conn.poll(self.timeout_s):
+    def call_each(self, jobs: list[tuple]) -> list[Any]:
+        """`target(*job)` in the child for each job, in order: its result, or an ExtractFailed
+        ("timeout", "crash", "error", or the reason of an ExtractFailed that `target` raised).
+
+        Each job has `timeout_s` from the moment the one before it came back. After a kill or
+        a crash the jobs not yet done go to a fresh child.
+        """
+        outcomes: list[Any] = []
+        while len(outcomes) < len(jobs):
+            pending = jobs[len(outcomes) :]
+            try:
+                if self._process is None or not self._process.is_alive():
+                    if self._process is not None:
+                        self._kill()
+                    self._start()
+                self._conn.send(pending)
+                for _ in pending:
+                    if not self._conn.poll(self.timeout_s):
+                        self._kill()
+                        outcomes.append(ExtractFailed("timeout", f"over {self.timeout_s:g} s"))
+                        break
+                    outcomes.append(_outcome(*self._conn.recv()))
+            except ExtractFailed as failure:  # the child did not start
+                outcomes.append(failure)
+            except (EOFError, OSError) as e:
                 self._kill()
-                raise ExtractFailed("timeout", f"over {self.timeout_s:g} s")
-            status, value = self._conn.recv()
-        except (EOFError, OSError) as e:
-            self._kill()
-            raise ExtractFailed("crash", f"extractor process died: {type(e).__name__}") from None
-        if status == "failed":
-            raise ExtractFailed(*value)
-        if status == "error":
-            raise ExtractFailed("error", value)
-        return value
+                detail = f"extractor process died: {type(e).__name__}"
+                outcomes.append(ExtractFailed("crash", detail))
+        return outcomes
+
+    def call(self, *job: Any) -> Any:
+        """`target(*job)` in the child, or the ExtractFailed of `call_each` raised."""
+        (outcome,) = self.call_each([job])
+        if isinstance(outcome, ExtractFailed):
+            raise outcome
+        return outcome
 
     def extract(self, html: str, url: str | None, settings: ExtractSettings) -> Extraction | None:
         """The default target, run_trafilatura, in the child."""
@@ -362,6 +381,15 @@ class ExtractorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _outcome(status: str, value: Any) -> Any:
+    """One reply of the child as a result or an ExtractFailed."""
+    if status == "failed":
+        return ExtractFailed(*value)
+    if status == "error":
+        return ExtractFailed("error", value)
+    return value
 
 
 @functools.cache
@@ -439,16 +467,19 @@ class PageAnalyzer:
         )
 
 
-PageFn = Callable[[bytes, str | None, str | None], PageText]
+PageJob = tuple[bytes, str | None, str | None]  # body, declared charset, final URL
+# Runs PageAnalyzer on each job: a PageText or an ExtractFailed per job, in order.
+PagesFn = Callable[[list[PageJob]], list[Any]]
 
 
 class DocumentBuilder:
-    """Turns a Response into a document row (schemas.DOCUMENT), or raises ExtractFailed.
+    """Turns Responses into document rows (schemas.DOCUMENT), or ExtractFailed.
 
-    `from_response` is the stage's path: the size and type checks here, then the page's own
-    work by `analyze`, which is `self.analyzer` in this process or, in the stage, an
-    ExtractorProcess's `call` running `self.analyzer` in the child. `document` does the same
-    from HTML decoded beforehand. `extract` is the extraction call (`run_trafilatura`).
+    `from_responses` is the stage's path: the size and type checks here, then the pages' own
+    work by `analyze_each`, which runs `self.analyzer` in this process or, in the stage, is an
+    ExtractorProcess's `call_each` running `self.analyzer` in the child. `from_response` and
+    `document` do one page in this process, from the body or from HTML decoded beforehand.
+    `extract` is the extraction call (`run_trafilatura`).
     """
 
     def __init__(
@@ -477,13 +508,45 @@ class DocumentBuilder:
         self.check(response)
         return decode_html(response.body, response.charset)
 
-    def from_response(
-        self, response: Response, analyze: PageFn | None = None
-    ) -> tuple[dict, str | None]:
-        """(document row, the HTML where the filters need it, else None)."""
-        self.check(response)
-        page = (analyze or self.analyzer)(response.body, response.charset, response.final_url)
-        return self.row(response, page), page.filter_html
+    def from_responses(
+        self, responses: list[Response], analyze_each: PagesFn | None = None
+    ) -> list[tuple[dict, str | None] | ExtractFailed]:
+        """For each response, in order: (document row, the HTML where the filters need it,
+        else None), or the ExtractFailed that says why there is no document."""
+        outcomes: list[Any] = [None] * len(responses)
+        jobs: list[PageJob] = []
+        analyzed: list[int] = []
+        for i, response in enumerate(responses):
+            try:
+                self.check(response)
+            except ExtractFailed as failure:
+                outcomes[i] = failure
+                continue
+            jobs.append((response.body, response.charset, response.final_url))
+            analyzed.append(i)
+        pages = (analyze_each or self._analyze_here)(jobs) if jobs else []
+        for i, page in zip(analyzed, pages, strict=True):
+            if isinstance(page, ExtractFailed):
+                outcomes[i] = page
+            else:
+                outcomes[i] = (self.row(responses[i], page), page.filter_html)
+        return outcomes
+
+    def from_response(self, response: Response) -> tuple[dict, str | None]:
+        """One response in this process: (document row, HTML or None), or ExtractFailed."""
+        (outcome,) = self.from_responses([response])
+        if isinstance(outcome, ExtractFailed):
+            raise outcome
+        return outcome
+
+    def _analyze_here(self, jobs: list[PageJob]) -> list[Any]:
+        outcomes: list[Any] = []
+        for job in jobs:
+            try:
+                outcomes.append(self.analyzer(*job))
+            except ExtractFailed as failure:
+                outcomes.append(failure)
+        return outcomes
 
     def document(self, response: Response, html: str) -> dict:
         return self.row(response, self.analyzer.from_html(html, response.final_url))

@@ -284,6 +284,45 @@ def test_extractor_error_is_reported_without_restart():
         assert extractor.restarts == 0
 
 
+def act(what: str) -> str:
+    """A target that does what its job says, to put failures in the middle of a batch."""
+    if what == "hang":
+        time.sleep(600)
+    if what == "exit":
+        os._exit(3)
+    if what == "raise":
+        raise RuntimeError("broken page")
+    if what == "fail":
+        raise ExtractFailed("no_text")
+    return what.upper()
+
+
+def test_a_batch_comes_back_in_order_with_each_failure_on_its_own_job():
+    jobs = [("a",), ("hang",), ("b",), ("exit",), ("raise",), ("fail",), ("c",)]
+    with ExtractorProcess(timeout_s=1.0, target=act) as extractor:
+        started = time.monotonic()
+        outcomes = extractor.call_each(jobs)
+        assert time.monotonic() - started < 30
+        assert extractor.restarts == 2  # one kill at the time limit, one crash
+    assert [o if isinstance(o, str) else o.counter for o in outcomes] == [
+        "A",
+        "extract_timeout",
+        "B",
+        "extract_failed_crash",
+        "extract_failed_error",
+        "extract_failed_no_text",
+        "C",
+    ]
+
+
+def test_each_job_of_a_batch_has_its_own_time_limit():
+    # Five jobs of 0.4 s each under a 1 s limit: the batch takes 2 s, and no job times out.
+    with ExtractorProcess(timeout_s=1.0, target=time.sleep) as extractor:
+        extractor.call(0)  # the child is running: start-up is not a job's time
+        assert extractor.call_each([(0.4,)] * 5) == [None] * 5
+        assert extractor.restarts == 0
+
+
 def test_settings_come_from_the_build_config(config):
     build = dataclasses.replace(config.build, favor_recall=True, include_tables=False)
     settings = ExtractSettings.from_config(build)
