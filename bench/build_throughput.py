@@ -1,6 +1,7 @@
 """Build stage throughput: documents per second on one core, next to trafilatura alone.
 
     python -m bench.build_throughput [--config configs/demo.toml] [--repeat 2] [--rounds 2]
+                                     [--cpu N | --no-pin]
 
 The 130 readability pages (../shared/pages/readability), repeated --repeat times, go through:
 
@@ -9,28 +10,34 @@ The 130 readability pages (../shared/pages/readability), repeated --repeat times
                                   title and date included, on HTML decoded beforehand: the
                                   anchor the stage's overhead is measured against
   chain, in process               checks, decode, extractor, normalize, language, words, tokens,
-                                  hash (DocumentBuilder.from_response) -> filters.check_document
-  chain, extractor process        the same, with the page's work in the killable child process,
-                                  exactly as the stage's Extract DoFn runs it
-  DirectRunner                    the stage's BuildDocuments transform (read fetch log and links,
-                                  join, read WARC, extract, filter) on a data root holding the
-                                  pages as gzipped WARC records; one worker, wall time including
-                                  pipeline start-up
+                                  hash (DocumentBuilder.from_responses) -> check_document
+  chain, extractor process        the same, with the pages' work in the killable child process,
+                                  a batch per round trip, exactly as the stage's Extract runs it
+  the whole stage                 the stage's BuildDocuments transform on DirectRunner (read
+                                  fetch log and links, join, read WARC, batch, extract, filter)
+                                  on a data root holding the pages as gzipped WARC records
 
 How it is timed, and why:
 - Time is CPU time (user + system) of the process doing the work plus its extractor child,
   so documents/s is documents per CPU-second, i.e. per core, and stays meaningful on a
   shared, busy machine where wall time does not.
+- Everything is pinned to one CPU (--cpu, default the highest; --no-pin to let it be). The
+  stage's parent and its extractor child hand pages to each other; left alone, the scheduler
+  wakes the child on whichever core is idle, away from its warm L2 cache, and on the 2-vCPU
+  sandbox that alone made the same extraction code about 7% slower in the child than in
+  process (timed inside the child).
+  Per core is what is asked, and pinned is what a busy worker with a core per process sees.
 - Each variant runs in a process of its own, so no variant profits from caches another one
   warmed: trafilatura and htmldate keep LRU caches of lines and date strings, and a page
-  processed right after the same page in the same process is ~20% cheaper, which is not what
-  a stage that sees each page once gets.
-- The variants take turns page by page, in an order that rotates from page to page, and are
-  summed over --rounds passes: a burst of load from other work hits every variant alike
-  (whole rounds, alternated, differed by 10% on a busy 2-core machine).
-- The in-process chain's steps are also timed one by one (ms per page), in their own process.
-- The DirectRunner figure includes the pipeline's start-up (imports are already done), so it
-  is pessimistic for small --repeat.
+  processed right after the same page in the same process is ~20% cheaper.
+- The variants take turns batch by batch (the stage's PAGES_PER_BATCH pages), in an order that
+  rotates from batch to batch, summed over --rounds passes: a burst of load from other work
+  hits every variant alike. The in-process chain's steps are also timed one by one.
+- The whole stage cannot take turns with anything, and the sandbox's speed drifts by a third
+  or more from minute to minute, so the extractor alone runs beside it, on the same CPU, looping over
+  the same pages: the stage's CPU is counted in documents of the extractor alone measured at
+  the same time. Start-up (imports, pipeline construction, the child's start) is taken out
+  by running the stage over twice the pages and over the pages, and taking the difference.
 """
 
 from __future__ import annotations
@@ -58,20 +65,20 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline import beamio
-from pipeline.build import BuildDocuments
+from pipeline.build import PAGES_PER_BATCH, BuildDocuments
 from pipeline.config import Config, load
 from pipeline.extract import (
     DocumentBuilder,
     ExtractFailed,
     ExtractorProcess,
     ExtractSettings,
-    PageFn,
     Response,
+    count_tokens,
     decode_html,
     detect_language,
     run_trafilatura,
 )
-from pipeline.filters import check_document
+from pipeline.filters import check_document, wikipedia_mirror
 from pipeline.textnorm import normalize_text, text_hash
 from pipeline.tokenizer import load_gpt2
 from schemas.records import FETCH, LINK
@@ -85,10 +92,13 @@ IN_PROCESS = "chain, in process"
 CHILD = "chain, extractor process"
 STEPS = "in-process steps"
 EXTRACTOR_STEP = "extractor (run_trafilatura)"
+TOKEN_STEP = "GPT-2 token count"
+MIRROR_STEP = "Wikipedia-mirror scan of the HTML"
 WARM_UP_PAGES = 3
+Page = tuple[str, bytes]  # URL, body
 
 
-def load_pages(repeat: int) -> list[tuple[str, bytes]]:
+def load_pages(repeat: int) -> list[Page]:
     sources = sorted(PAGES.glob("*/source.html"))
     return [
         (f"http://bench{r}.example/{path.parent.name}", path.read_bytes())
@@ -126,7 +136,7 @@ def _cpu(fn: Callable[..., Any], *args: object) -> tuple[float, Any]:
 
 
 class Variant:
-    """One way of processing a page; `__call__` returns {what: CPU seconds} for one page."""
+    """One way of processing pages; `__call__` returns {what: CPU seconds} for a batch."""
 
     def __init__(self, name: str, config: Config):
         self.name = name
@@ -140,30 +150,35 @@ class Variant:
                 config.build.extract_timeout_s, target=self.builder.analyzer
             )
 
-    def __call__(self, url: str, body: bytes) -> dict[str, float]:
+    def __call__(self, pages: list[Page]) -> dict[str, float]:
         if self.name == STEPS:
-            return self.steps(url, body)
+            times: dict[str, float] = {}
+            for url, body in pages:
+                for step, seconds in self.steps(url, body).items():
+                    times[step] = times.get(step, 0.0) + seconds
+            return times
         if self.name == DEFAULTS:
-            return {self.name: _cpu(trafilatura.extract, body)[0]}
+            return {self.name: sum(_cpu(trafilatura.extract, body)[0] for _, body in pages)}
         if self.name == ANCHOR:
-            html = decode_html(body)  # outside the timing: the anchor starts from decoded HTML
-            return {self.name: _cpu(run_trafilatura, html, url, self.settings)[0]}
-        analyze: PageFn | None = self.extractor.call if self.extractor else None
+            # Decoding is outside the timing: the anchor starts from decoded HTML.
+            htmls = [(url, decode_html(body)) for url, body in pages]
+            seconds = sum(_cpu(run_trafilatura, html, url, self.settings)[0] for url, html in htmls)
+            return {self.name: seconds}
         pid = self.extractor.pid if self.extractor else None
         child_started = child_cpu_seconds(pid)
-        seconds = _cpu(self.chain, url, body, analyze)[0]
+        seconds = _cpu(self.chain, pages)[0]
         if self.extractor is not None:
             if self.extractor.pid != pid and pid is not None:
                 raise RuntimeError("the extractor child restarted: its CPU would be lost")
             seconds += child_cpu_seconds(self.extractor.pid) - child_started
         return {self.name: seconds}
 
-    def chain(self, url: str, body: bytes, analyze: PageFn | None) -> None:
-        try:
-            doc, html = self.builder.from_response(response(url, body), analyze)
-        except ExtractFailed:
-            return
-        check_document(doc, html, self.config.build)
+    def chain(self, pages: list[Page]) -> None:
+        analyze_each = self.extractor.call_each if self.extractor else None
+        responses = [response(url, body) for url, body in pages]
+        for outcome in self.builder.from_responses(responses, analyze_each):
+            if not isinstance(outcome, ExtractFailed):
+                check_document(*outcome, self.config.build)
 
     def steps(self, url: str, body: bytes) -> dict[str, float]:
         times: dict[str, float] = {}
@@ -179,11 +194,13 @@ class Variant:
         text = step("normalize_text", normalize_text, extraction.text)
         lang, score = step("detect_language", detect_language, text)
         words = step("word count", lambda: len(text.split()))
-        tokens = step("GPT-2 token count", lambda: len(self.encoding.encode_ordinary(text)))
+        tokens = step(TOKEN_STEP, count_tokens, self.encoding, text)
         step("text_hash", text_hash, text)
+        mirror = step(MIRROR_STEP, wikipedia_mirror, "", html)
         doc = {"final_url": url, "host": "", "text": text, "title": extraction.title}
         doc.update(language=lang, language_score=score, word_count=words, token_count=tokens)
-        step("filters.check_document", check_document, doc, html, self.config.build)
+        filter_html = html if mirror else None  # as PageAnalyzer hands it to the filters
+        step("filters.check_document", check_document, doc, filter_html, self.config.build)
         return times
 
     def close(self) -> None:
@@ -194,8 +211,8 @@ class Variant:
 def _serve_variant(conn: Connection, name: str, config: Config) -> None:
     variant = Variant(name, config)
     conn.send("ready")
-    while (job := conn.recv()) is not None:
-        conn.send(variant(*job))
+    while (pages := conn.recv()) is not None:
+        conn.send(variant(pages))
     variant.close()
 
 
@@ -211,8 +228,8 @@ class VariantProcess:
         if self.conn.recv() != "ready":
             raise RuntimeError(f"{name}: the benchmark process did not start")
 
-    def __call__(self, url: str, body: bytes) -> dict[str, float]:
-        self.conn.send((url, body))
+    def __call__(self, pages: list[Page]) -> dict[str, float]:
+        self.conn.send(pages)
         return self.conn.recv()
 
     def close(self) -> None:
@@ -220,21 +237,22 @@ class VariantProcess:
         self.process.join()
 
 
-def interleaved(pages: list[tuple[str, bytes]], config: Config, rounds: int) -> dict[str, float]:
+def interleaved(pages: list[Page], config: Config, rounds: int) -> dict[str, float]:
     """CPU seconds per variant (and per step of the in-process chain), summed over the pages
-    and rounds; the variants take turns on every page, in a rotating order."""
+    and rounds; the variants take turns batch by batch (the stage's PAGES_PER_BATCH pages),
+    in an order that rotates from batch to batch."""
     names = [DEFAULTS, ANCHOR, IN_PROCESS, CHILD, STEPS]
     variants = {name: VariantProcess(name, config) for name in names}
+    batches = [pages[i : i + PAGES_PER_BATCH] for i in range(0, len(pages), PAGES_PER_BATCH)]
     try:
-        for url, body in pages[:WARM_UP_PAGES]:  # the extractor child starts here, untimed
-            for variant in variants.values():
-                variant(url, body)
+        for variant in variants.values():  # the extractor child starts here, untimed
+            variant(pages[:WARM_UP_PAGES])
         seconds: dict[str, float] = {}
         for _ in range(rounds):
-            for i, (url, body) in enumerate(pages):
+            for i, batch in enumerate(batches):
                 k = i % len(names)
                 for name in names[k:] + names[:k]:
-                    for what, cpu in variants[name](url, body).items():
+                    for what, cpu in variants[name](batch).items():
                         seconds[what] = seconds.get(what, 0.0) + cpu
         return seconds
     finally:
@@ -275,31 +293,99 @@ def write_data_root(root: Path, pages: list[tuple[str, bytes]]) -> None:
     pq.write_table(pa.Table.from_pylist(links, schema=LINK), root / "links" / "links-0.parquet")
 
 
-def _all_cpu() -> float:
-    """CPU of this process and of its finished children (the stage's extractor is joined)."""
-    own, children = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _children_cpu() -> float:
+    """CPU of this process's finished and reaped children, and of theirs."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
 
 
-def direct_runner(config: Config, pages: list[tuple[str, bytes]]) -> tuple[float, dict]:
-    root = Path(tempfile.mkdtemp(prefix="bench-build-"))
-    try:
-        write_data_root(root, pages)
-        fetch_logs = [str(root / "fetch" / "log.parquet")]
+def _run_build(conn: Connection, config: Config, root: str) -> None:
+    def build(pipeline: beam.Pipeline) -> None:
+        fetch_logs = [str(Path(root) / "fetch" / "log.parquet")]
+        parts = pipeline | "BuildDocuments" >> BuildDocuments(config, root, fetch_logs)
+        parts["docs"] | "Count" >> beam.combiners.Count.Globally()
 
-        def build(pipeline: beam.Pipeline) -> None:
-            parts = pipeline | "BuildDocuments" >> BuildDocuments(config, str(root), fetch_logs)
-            parts["docs"] | "Count" >> beam.combiners.Count.Globally()
+    args = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    conn.send(beamio.run_pipeline("build", build, args))
 
-        args = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
-        started = _all_cpu()
-        counters = beamio.run_pipeline("build", build, args)
-        return _all_cpu() - started, counters
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+
+def direct_runner(config: Config, root: Path) -> tuple[float, dict]:
+    """CPU seconds and counters of BuildDocuments over the data root, in a process of its own.
+
+    The process's CPU comes back to this one when it is joined, with its extractor child's
+    (multiprocessing joins a daemon child at exit if the runner did not tear the DoFn down),
+    so none of it is missed or counted in another run.
+    """
+    context = multiprocessing.get_context("spawn")
+    conn, child = context.Pipe()
+    process = context.Process(target=_run_build, args=(child, config, str(root)))
+    started = _children_cpu()
+    process.start()
+    counters = conn.recv()
+    process.join()
+    return _children_cpu() - started, counters
+
+
+def _run_anchor(conn: Connection, config: Config, repeat: int, stop: Any) -> None:
+    settings = ExtractSettings.from_config(config.build)
+    pages = [(url, decode_html(body)) for url, body in load_pages(repeat)]
+    conn.send("ready")
+    seconds, documents = 0.0, 0
+    while not stop.is_set():
+        url, html = pages[documents % len(pages)]
+        seconds += _cpu(run_trafilatura, html, url, settings)[0]
+        documents += 1
+    conn.send(seconds / documents)
+
+
+class ExtractorAlongside:
+    """The extractor alone, looping over the pages in a process of its own on the same CPU
+    while the stage runs: both get the same share of whatever else the machine is doing, so
+    the stage's CPU can be expressed in documents of the extractor alone, measured then."""
+
+    def __init__(self, config: Config, repeat: int):
+        context = multiprocessing.get_context("spawn")
+        self.stop = context.Event()
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_run_anchor, args=(child, config, repeat, self.stop))
+        self.process.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError("the extractor process did not start")
+
+    def seconds_per_document(self) -> float:
+        self.stop.set()
+        seconds = self.conn.recv()
+        self.process.join()
+        return seconds
+
+
+def whole_stage(config: Config, repeat: int) -> tuple[float, float, dict]:
+    """(the stage's CPU per document in extractor documents, the extractor's CPU seconds per
+    document, counters), the stage's start-up taken out: a run over twice the pages minus a
+    run over the pages, each in extractor documents of its own time."""
+    in_extractor_documents, anchor_seconds, counters = [], [], {}
+    for pages in (load_pages(repeat), load_pages(2 * repeat)):
+        root = Path(tempfile.mkdtemp(prefix="bench-build-"))
+        try:
+            write_data_root(root, pages)
+            anchor = ExtractorAlongside(config, repeat)
+            seconds, counters = direct_runner(config, root)
+            per_document = anchor.seconds_per_document()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        in_extractor_documents.append(seconds / per_document)
+        anchor_seconds.append(per_document)
+    documents = 130 * repeat
+    ratio = (in_extractor_documents[1] - in_extractor_documents[0]) / documents
+    return ratio, sum(anchor_seconds) / 2, counters
+
+
+def pin_to_one_cpu(cpu: int | None) -> int:
+    """Pin this process, and so every process it starts, to one CPU; returns the CPU."""
+    if cpu is None:
+        cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,38 +393,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/demo.toml")
     parser.add_argument("--repeat", type=int, default=2, help="times the 130 pages are repeated")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved passes, summed")
+    parser.add_argument("--cpu", type=int, help="the CPU to pin to (default: the highest)")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the scheduler move processes between CPUs"
+    )
     args = parser.parse_args(argv)
     if not PAGES.exists() or not RANKS.exists():
         print(f"{SHARED} is absent: ../shared (test data beside the checkout) is needed")
         return 1
+    where = "not pinned" if args.no_pin else f"pinned to CPU {pin_to_one_cpu(args.cpu)}"
     config = load(args.config, [f'tokenizer.ranks_file="{RANKS}"', "run.progress_every=0"])
     pages = load_pages(args.repeat)
     seconds = interleaved(pages, config, args.rounds)
     documents = len(pages) * args.rounds
-    beam_seconds, counters = direct_runner(config, pages)
     anchor = seconds[ANCHOR]
-    print(f"\n{documents} documents ({args.rounds} x {args.repeat} x the readability pages)")
+    print(
+        f"\n{documents} documents ({args.rounds} x {args.repeat} x the readability pages), {where}"
+    )
     print("| path | docs/s per core | time vs extractor alone |")
     print("|---|---|---|")
     for name in (DEFAULTS, ANCHOR, IN_PROCESS, CHILD):
         print(f"| {name} | {documents / seconds[name]:.1f} | {seconds[name] / anchor:.3f} |")
-    per_doc = beam_seconds / len(pages)
-    print(
-        f"| DirectRunner, BuildDocuments ({len(pages)} documents, one pass) "
-        f"| {1 / per_doc:.1f} | {per_doc * documents / anchor:.3f} |"
-    )
+
     print("\nin-process chain, step by step")
     print("| step | ms per document | vs the extractor step |")
     print("|---|---|---|")
     step_names = ["decode_html", EXTRACTOR_STEP, "normalize_text", "detect_language"]
-    step_names += ["word count", "GPT-2 token count", "text_hash", "filters.check_document"]
+    step_names += ["word count", TOKEN_STEP, "text_hash", MIRROR_STEP, "filters.check_document"]
     for step in step_names:
         share = seconds[step] / seconds[EXTRACTOR_STEP]
         print(f"| {step} | {seconds[step] / documents * 1000:.3f} | {share:.1%} |")
+
+    stage_ratio, anchor_per_doc, counters = whole_stage(config, args.repeat)
+    print("\nthe whole stage: BuildDocuments on DirectRunner (read fetch log and links, join, read")
+    print("WARC, extract, filter) with the extractor alone running beside it on the same CPU;")
+    print(f"{2 * len(pages)} minus {len(pages)} documents, so start-up is taken out")
+    print("| path | docs/s per core | time vs extractor alone |")
+    print("|---|---|---|")
+    print(f"| extractor alone, beside the stage | {1 / anchor_per_doc:.1f} | 1.000 |")
+    stage_docs = 1 / (anchor_per_doc * stage_ratio)
+    print(f"| DirectRunner, BuildDocuments | {stage_docs:.1f} | {stage_ratio:.3f} |")
+    print(f"DirectRunner counters ({2 * len(pages)} documents): {counters}")
+
     overhead = seconds[CHILD] / anchor - 1
-    print(f"\nstage overhead beyond the extractor (extractor process chain): {overhead:+.1%}")
-    print(f"DirectRunner counters: {counters}")
-    return 0 if overhead <= 0.10 else 1
+    print(f"\nper-document chain beyond the extractor (extractor process): {overhead:+.1%}")
+    print(f"whole stage on DirectRunner beyond the extractor: {stage_ratio - 1:+.1%}")
+    return 0 if max(overhead, stage_ratio - 1) <= 0.10 else 1
 
 
 if __name__ == "__main__":
