@@ -477,8 +477,8 @@ class DocumentBuilder:
 
     `from_responses` is the stage's path: the size and type checks here, then the pages' own
     work by `analyze_each`, which runs `self.analyzer` in this process or, in the stage, is an
-    ExtractorProcess's `call_each` running `self.analyzer` in the child. `from_response` and
-    `document` do one page in this process, from the body or from HTML decoded beforehand.
+    ExtractorProcess's `call_each` running `self.analyzer` in the child. `document` does one
+    page in this process from HTML decoded beforehand.
     `extract` is the extraction call (`run_trafilatura`).
     """
 
@@ -531,13 +531,6 @@ class DocumentBuilder:
             else:
                 outcomes[i] = (self.row(responses[i], page), page.filter_html)
         return outcomes
-
-    def from_response(self, response: Response) -> tuple[dict, str | None]:
-        """One response in this process: (document row, HTML or None), or ExtractFailed."""
-        (outcome,) = self.from_responses([response])
-        if isinstance(outcome, ExtractFailed):
-            raise outcome
-        return outcome
 
     def _analyze_here(self, jobs: list[PageJob]) -> list[Any]:
         outcomes: list[Any] = []
