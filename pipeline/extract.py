@@ -478,8 +478,8 @@ class DocumentBuilder:
     `from_responses` is the stage's path: the size and type checks here, then the pages' own
     work by `analyze_each`, which runs `self.analyzer` in this process or, in the stage, is an
     ExtractorProcess's `call_each` running `self.analyzer` in the child. `document` does one
-    page in this process from HTML decoded beforehand.
-    `extract` is the extraction call (`run_trafilatura`).
+    page in this process from HTML decoded beforehand. `extract` is the extraction call
+    (`run_trafilatura`).
     """
 
     def __init__(

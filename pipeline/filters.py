@@ -148,8 +148,8 @@ def _has_mirror_signature(haystack: str) -> bool:
     for spelling in ("ikipedia", "IKIPEDIA"):
         found = haystack.find(spelling)
         while found != -1:
-            around = haystack[max(0, found - _SIGNATURE_REACH) : found + _SIGNATURE_REACH]
-            if any(signature in around.lower() for signature in WIKIPEDIA_MIRROR_SIGNATURES):
+            around = haystack[max(0, found - _SIGNATURE_REACH) : found + _SIGNATURE_REACH].lower()
+            if any(signature in around for signature in WIKIPEDIA_MIRROR_SIGNATURES):
                 return True
             found = haystack.find(spelling, found + 1)
     return False
