@@ -24,6 +24,7 @@ from pipeline.extract import (
     document_id,
     run_trafilatura,
 )
+from pipeline.filters import check_document
 from pipeline.tokenizer import load_gpt2
 from pipeline.warc import read_response
 from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
@@ -321,6 +322,19 @@ def test_each_job_of_a_batch_has_its_own_time_limit():
         extractor.call(0)  # the child is running: start-up is not a job's time
         assert extractor.call_each([(0.4,)] * 5) == [None] * 5
         assert extractor.restarts == 0
+
+
+def test_mirror_signature_only_in_the_html_reaches_the_filter_through_the_child(builder, config):
+    footer = "Wikipedia® is a registered trademark of the Wikimedia Foundation, Inc."
+    mirror = page(ARTICLE).replace("Copyright 2017 Example News", footer).encode()
+    plain = page(ARTICLE).encode()
+    with ExtractorProcess(timeout_s=30, target=builder.analyzer) as extractor:
+        outcomes = builder.from_responses([response(mirror), response(plain)], extractor.call_each)
+    (doc, html), (plain_doc, plain_html) = outcomes
+    assert "registered trademark" not in doc["text"]  # trafilatura drops the footer
+    assert html is not None and plain_html is None  # the HTML comes back only when needed
+    assert check_document(doc, html, config.build).reason == "wikipedia_mirror"
+    assert check_document(plain_doc, plain_html, config.build) is None
 
 
 def test_settings_come_from_the_build_config(config):
