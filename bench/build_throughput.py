@@ -25,8 +25,8 @@ How it is timed, and why:
   stage's parent and its extractor child hand pages to each other; left alone, the scheduler
   wakes the child on whichever core is idle, away from its warm L2 cache, and on the 2-vCPU
   sandbox that alone made the same extraction code about 7% slower in the child than in
-  process (timed inside the child).
-  Per core is what is asked, and pinned is what a busy worker with a core per process sees.
+  process (timed inside the child). Per core is what is asked, and pinned is what a busy
+  worker with a core per process sees.
 - Each variant runs in a process of its own, so no variant profits from caches another one
   warmed: trafilatura and htmldate keep LRU caches of lines and date strings, and a page
   processed right after the same page in the same process is ~20% cheaper.
@@ -34,9 +34,9 @@ How it is timed, and why:
   rotates from batch to batch, summed over --rounds passes: a burst of load from other work
   hits every variant alike. The in-process chain's steps are also timed one by one.
 - The whole stage cannot take turns with anything, and the sandbox's speed drifts by a third
-  or more from minute to minute, so the extractor alone runs beside it, on the same CPU, looping over
-  the same pages: the stage's CPU is counted in documents of the extractor alone measured at
-  the same time. Start-up (imports, pipeline construction, the child's start) is taken out
+  or more from minute to minute, so the extractor alone runs beside it, on the same CPU,
+  looping over the same pages: the stage's CPU is counted in documents of the extractor alone
+  measured at the same time. Start-up (imports, pipeline construction, the child's start) is taken out
   by running the stage over twice the pages and over the pages, and taking the difference.
 """
 
@@ -364,7 +364,8 @@ def whole_stage(config: Config, repeat: int) -> tuple[float, float, dict]:
     document, counters), the stage's start-up taken out: a run over twice the pages minus a
     run over the pages, each in extractor documents of its own time."""
     in_extractor_documents, anchor_seconds, counters = [], [], {}
-    for pages in (load_pages(repeat), load_pages(2 * repeat)):
+    once, twice = load_pages(repeat), load_pages(2 * repeat)
+    for pages in (once, twice):
         root = Path(tempfile.mkdtemp(prefix="bench-build-"))
         try:
             write_data_root(root, pages)
@@ -375,8 +376,7 @@ def whole_stage(config: Config, repeat: int) -> tuple[float, float, dict]:
             shutil.rmtree(root, ignore_errors=True)
         in_extractor_documents.append(seconds / per_document)
         anchor_seconds.append(per_document)
-    documents = 130 * repeat
-    ratio = (in_extractor_documents[1] - in_extractor_documents[0]) / documents
+    ratio = (in_extractor_documents[1] - in_extractor_documents[0]) / (len(twice) - len(once))
     return ratio, sum(anchor_seconds) / 2, counters
 
 
