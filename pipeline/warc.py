@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from isal import isal_zlib
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
@@ -30,6 +31,8 @@ from warcio.warcwriter import WARCWriter
 from pipeline.crawler import Exchange, FetchResult
 
 SOFTWARE = "webtext fetch (warcio)"
+_GZIP_MAGIC = b"\x1f\x8b"
+_READ_BYTES = 1 << 16
 
 
 class _CountingStream:
@@ -144,19 +147,46 @@ class WarcFile:
                 FileSystems.delete([self.tmp_path])
 
 
-def read_response(path: str, offset: int) -> tuple[StatusAndHeaders, bytes, str]:
+def read_response(
+    path: str, offset: int, length: int | None = None
+) -> tuple[StatusAndHeaders, bytes, str]:
     """The HTTP headers, the body and the WARC-Target-URI of the response record at `offset`.
 
-    Works on any WARC gzipped per record (ours, Common Crawl's, most crawlers'); the body
-    has chunked transfer and any Content-Encoding still on it removed. `headers` is
-    warcio's StatusAndHeaders: `get_statuscode()`, `get_header(name)`, `headers`.
+    Works on any WARC gzipped per record (ours, Common Crawl's, most crawlers') or not
+    compressed at all; the body has chunked transfer and any Content-Encoding still on it
+    removed. `length`, the record's stored (compressed) length as the fetch log gives it,
+    lets the record be read and gunzipped in one call; without it the gzip member is read
+    until it ends. `headers` is warcio's StatusAndHeaders: `get_statuscode()`,
+    `get_header(name)`, `headers`.
     """
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.seek(offset)
-        for record in ArchiveIterator(f):
+        start = f.read(length or _READ_BYTES)
+        if start[:2] == _GZIP_MAGIC:
+            stream: io.RawIOBase = io.BytesIO(_gunzip_member(start, f))
+        else:
+            f.seek(offset)
+            stream = f
+        for record in ArchiveIterator(stream):
             if record.rec_type != "response" or record.http_headers is None:
                 raise ValueError(f"{path} at {offset}: a {record.rec_type} record, not a response")
             body = record.content_stream().read()
             target = record.rec_headers.get_header("WARC-Target-URI") or ""
             return record.http_headers, body, target
     raise ValueError(f"{path} at {offset}: no WARC record there")
+
+
+def _gunzip_member(start: bytes, rest: io.RawIOBase) -> bytes:
+    """The gzip member that begins `start`, reading more from `rest` until it ends.
+
+    ISA-L's inflate (isal), about 2.4 times zlib's on HTML, because gunzipping a record cost
+    the build stage more than anything else it does outside the extractor but the token count.
+    """
+    inflate = isal_zlib.decompressobj(31)  # 31: a gzip header and trailer
+    parts = [inflate.decompress(start)]
+    while not inflate.eof:
+        more = rest.read(_READ_BYTES)
+        if not more:
+            raise ValueError("the gzip member is cut short")
+        parts.append(inflate.decompress(more))
+    return b"".join(parts)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 
+import pytest
 from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
 from pipeline.crawler import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile, read_response
@@ -84,6 +88,44 @@ def test_a_file_appears_only_when_committed(tmp_path):
     aborted = WarcFile(str(tmp_path / "c.warc.gz"))
     aborted.abort()
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_record_reads_the_same_with_its_length_without_it_and_uncompressed(tmp_path):
+    big = b"<html><body>" + bytes(range(32, 127)) * 3000 + b"</body></html>"  # > one read
+    gzipped = str(tmp_path / "a.warc.gz")
+    warc = WarcFile(gzipped)
+    located = [
+        warc.write_result(result(url, [exchange(url, 200, body)]))
+        for url, body in [("http://a.test/", big), ("http://b.test/", BODY)]
+    ]
+    warc.commit()
+    plain = tmp_path / "a.warc"
+    with open(plain, "wb") as out:
+        writer = WARCWriter(out, gzip=False)
+        plain_offsets = []
+        for url, body in [("http://a.test/", big), ("http://b.test/", BODY)]:
+            plain_offsets.append(out.tell())
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], "HTTP/1.1")
+            record = writer.create_warc_record(url, "response", io.BytesIO(body), http_headers=http)
+            writer.write_record(record)
+    for (offset, length), plain_offset, body in zip(
+        located, plain_offsets, [big, BODY], strict=True
+    ):
+        assert read_response(gzipped, offset, length)[1] == body
+        assert read_response(gzipped, offset)[1] == body
+        assert read_response(str(plain), plain_offset)[1] == body
+
+
+def test_a_record_cut_short_is_an_error_not_a_short_body(tmp_path):
+    path = tmp_path / "a.warc.gz"
+    warc = WarcFile(str(path))
+    offset, length = warc.write_result(
+        result("http://a.test/", [exchange("http://a.test/", 200, BODY)])
+    )
+    warc.commit()
+    path.write_bytes(path.read_bytes()[: offset + length - 20])
+    with pytest.raises(ValueError, match="cut short"):
+        read_response(str(path), offset)
 
 
 def test_read_response_works_on_another_crawlers_warc():
