@@ -9,13 +9,14 @@ The 130 readability pages (../shared/pages/readability), repeated --repeat times
   extractor alone                 pipeline.extract.run_trafilatura with the [build] settings,
                                   title and date included, on HTML decoded beforehand: the
                                   anchor the stage's overhead is measured against
-  chain, in process               checks, decode, extractor, normalize, language, words, tokens,
-                                  hash (DocumentBuilder.from_responses) -> check_document
+  chain, in process               read the gzipped WARC record, check, decode, extractor,
+                                  normalize, language, filters, words, tokens (for pages the
+                                  other filters keep), hash: DocumentBuilder.from_pages
   chain, extractor process        the same, with the pages' work in the killable child process,
                                   a batch per round trip, exactly as the stage's Extract runs it
   the whole stage                 the stage's BuildDocuments transform on DirectRunner (read
-                                  fetch log and links, join, read WARC, batch, extract, filter)
-                                  on a data root holding the pages as gzipped WARC records
+                                  fetch log and links, join, batch, extract, filter) on a data
+                                  root holding the pages as gzipped WARC records
 
 How it is timed, and why:
 - Time is CPU time (user + system) of the process doing the work plus its extractor child,
@@ -69,18 +70,19 @@ from pipeline.build import PAGES_PER_BATCH, BuildDocuments
 from pipeline.config import Config, load
 from pipeline.extract import (
     DocumentBuilder,
-    ExtractFailed,
     ExtractorProcess,
     ExtractSettings,
-    Response,
+    StoredPage,
+    check_body,
     count_tokens,
     decode_html,
     detect_language,
     run_trafilatura,
 )
-from pipeline.filters import check_document, wikipedia_mirror
+from pipeline.filters import check_content, check_length
 from pipeline.textnorm import normalize_text, text_hash
 from pipeline.tokenizer import load_gpt2
+from pipeline.warc import read_response
 from schemas.records import FETCH, LINK
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -92,10 +94,12 @@ IN_PROCESS = "chain, in process"
 CHILD = "chain, extractor process"
 STEPS = "in-process steps"
 EXTRACTOR_STEP = "extractor (run_trafilatura)"
-TOKEN_STEP = "GPT-2 token count"
-MIRROR_STEP = "Wikipedia-mirror scan of the HTML"
+READ_STEP = "read_response (gunzip, parse)"
+FILTER_STEP = "filters.check_content"
+TOKEN_STEP = "GPT-2 token count (pages kept so far)"
 WARM_UP_PAGES = 3
 Page = tuple[str, bytes]  # URL, body
+BenchPage = tuple[str, bytes, StoredPage]  # URL, body, where the body is in the WARC file
 
 
 def load_pages(repeat: int) -> list[Page]:
@@ -105,19 +109,6 @@ def load_pages(repeat: int) -> list[Page]:
         for r in range(repeat)
         for path in sources
     ]
-
-
-def response(url: str, body: bytes) -> Response:
-    return Response(
-        normalized_url=url,
-        final_url=url,
-        body=body,
-        content_type="text/html",
-        charset=None,
-        karma=3,
-        first_created_utc=0,
-        submissions=[],
-    )
 
 
 def child_cpu_seconds(pid: int | None) -> float:
@@ -138,9 +129,10 @@ def _cpu(fn: Callable[..., Any], *args: object) -> tuple[float, Any]:
 class Variant:
     """One way of processing pages; `__call__` returns {what: CPU seconds} for a batch."""
 
-    def __init__(self, name: str, config: Config):
+    def __init__(self, name: str, config: Config, fetch_dir: str):
         self.name = name
         self.config = config
+        self.fetch_dir = fetch_dir
         self.settings = ExtractSettings.from_config(config.build)
         self.builder = DocumentBuilder(config.build, config.tokenizer)
         self.encoding = load_gpt2(config.tokenizer)
@@ -150,57 +142,57 @@ class Variant:
                 config.build.extract_timeout_s, target=self.builder.analyzer
             )
 
-    def __call__(self, pages: list[Page]) -> dict[str, float]:
+    def __call__(self, pages: list[BenchPage]) -> dict[str, float]:
         if self.name == STEPS:
             times: dict[str, float] = {}
-            for url, body in pages:
-                for step, seconds in self.steps(url, body).items():
+            for _, _, page in pages:
+                for step, seconds in self.steps(page).items():
                     times[step] = times.get(step, 0.0) + seconds
             return times
         if self.name == DEFAULTS:
-            return {self.name: sum(_cpu(trafilatura.extract, body)[0] for _, body in pages)}
+            return {self.name: sum(_cpu(trafilatura.extract, body)[0] for _, body, _ in pages)}
         if self.name == ANCHOR:
             # Decoding is outside the timing: the anchor starts from decoded HTML.
-            htmls = [(url, decode_html(body)) for url, body in pages]
+            htmls = [(url, decode_html(body)) for url, body, _ in pages]
             seconds = sum(_cpu(run_trafilatura, html, url, self.settings)[0] for url, html in htmls)
             return {self.name: seconds}
         pid = self.extractor.pid if self.extractor else None
         child_started = child_cpu_seconds(pid)
-        seconds = _cpu(self.chain, pages)[0]
+        analyze_each = self.extractor.call_each if self.extractor else None
+        stored = [page for _, _, page in pages]
+        seconds = _cpu(self.builder.from_pages, stored, self.fetch_dir, analyze_each)[0]
         if self.extractor is not None:
             if self.extractor.pid != pid and pid is not None:
                 raise RuntimeError("the extractor child restarted: its CPU would be lost")
             seconds += child_cpu_seconds(self.extractor.pid) - child_started
         return {self.name: seconds}
 
-    def chain(self, pages: list[Page]) -> None:
-        analyze_each = self.extractor.call_each if self.extractor else None
-        responses = [response(url, body) for url, body in pages]
-        for outcome in self.builder.from_responses(responses, analyze_each):
-            if not isinstance(outcome, ExtractFailed):
-                check_document(*outcome, self.config.build)
-
-    def steps(self, url: str, body: bytes) -> dict[str, float]:
+    def steps(self, page: StoredPage) -> dict[str, float]:
+        """PageAnalyzer's chain, step by step."""
         times: dict[str, float] = {}
+        build = self.config.build
 
         def step(name: str, fn: Callable[..., Any], *args: object) -> Any:
             times[name], result = _cpu(fn, *args)
             return result
 
+        path = f"{self.fetch_dir}/{page.warc_file}"
+        _, body, _ = step(READ_STEP, read_response, path, page.warc_offset, page.warc_length)
+        check_body(body, page.content_type, build.max_html_bytes)
         html = step("decode_html", decode_html, body, None)
+        url = page.final_url
         extraction = step(EXTRACTOR_STEP, run_trafilatura, html, url, self.settings)
         if extraction is None:
             return times
         text = step("normalize_text", normalize_text, extraction.text)
         lang, score = step("detect_language", detect_language, text)
-        words = step("word count", lambda: len(text.split()))
-        tokens = step(TOKEN_STEP, count_tokens, self.encoding, text)
-        step("text_hash", text_hash, text)
-        mirror = step(MIRROR_STEP, wikipedia_mirror, "", html)
         doc = {"final_url": url, "host": "", "text": text, "title": extraction.title}
-        doc.update(language=lang, language_score=score, word_count=words, token_count=tokens)
-        filter_html = html if mirror else None  # as PageAnalyzer hands it to the filters
-        step("filters.check_document", check_document, doc, filter_html, self.config.build)
+        doc.update(language=lang, language_score=score)
+        if step(FILTER_STEP, check_content, doc, html, build) is None:
+            tokens = step(TOKEN_STEP, count_tokens, self.encoding, text)
+            check_length(tokens, build)
+        step("word count", lambda: len(text.split()))
+        step("text_hash", text_hash, text)
         return times
 
     def close(self) -> None:
@@ -208,8 +200,8 @@ class Variant:
             self.extractor.close()
 
 
-def _serve_variant(conn: Connection, name: str, config: Config) -> None:
-    variant = Variant(name, config)
+def _serve_variant(conn: Connection, name: str, config: Config, fetch_dir: str) -> None:
+    variant = Variant(name, config, fetch_dir)
     conn.send("ready")
     while (pages := conn.recv()) is not None:
         conn.send(variant(pages))
@@ -219,16 +211,17 @@ def _serve_variant(conn: Connection, name: str, config: Config) -> None:
 class VariantProcess:
     """A Variant in a process of its own (not a daemon: the chain variant has a child too)."""
 
-    def __init__(self, name: str, config: Config):
+    def __init__(self, name: str, config: Config, fetch_dir: str):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve_variant, args=(child, name, config))
+        args = (child, name, config, fetch_dir)
+        self.process = context.Process(target=_serve_variant, args=args)
         self.process.start()
         child.close()
         if self.conn.recv() != "ready":
             raise RuntimeError(f"{name}: the benchmark process did not start")
 
-    def __call__(self, pages: list[Page]) -> dict[str, float]:
+    def __call__(self, pages: list[BenchPage]) -> dict[str, float]:
         self.conn.send(pages)
         return self.conn.recv()
 
@@ -241,12 +234,16 @@ def interleaved(pages: list[Page], config: Config, rounds: int) -> dict[str, flo
     """CPU seconds per variant (and per step of the in-process chain), summed over the pages
     and rounds; the variants take turns batch by batch (the stage's PAGES_PER_BATCH pages),
     in an order that rotates from batch to batch."""
+    root = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    stored = write_data_root(root, pages)
+    fetch_dir = str(root / "fetch")
     names = [DEFAULTS, ANCHOR, IN_PROCESS, CHILD, STEPS]
-    variants = {name: VariantProcess(name, config) for name in names}
-    batches = [pages[i : i + PAGES_PER_BATCH] for i in range(0, len(pages), PAGES_PER_BATCH)]
+    variants = {name: VariantProcess(name, config, fetch_dir) for name in names}
+    triples = [(url, body, page) for (url, body), page in zip(pages, stored, strict=True)]
+    batches = [triples[i : i + PAGES_PER_BATCH] for i in range(0, len(pages), PAGES_PER_BATCH)]
     try:
         for variant in variants.values():  # the extractor child starts here, untimed
-            variant(pages[:WARM_UP_PAGES])
+            variant(triples[:WARM_UP_PAGES])
         seconds: dict[str, float] = {}
         for _ in range(rounds):
             for i, batch in enumerate(batches):
@@ -258,14 +255,16 @@ def interleaved(pages: list[Page], config: Config, rounds: int) -> dict[str, flo
     finally:
         for variant in variants.values():
             variant.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def write_data_root(root: Path, pages: list[tuple[str, bytes]]) -> None:
-    """links/ and fetch/ (one gzipped WARC, one fetch log) holding the pages."""
+def write_data_root(root: Path, pages: list[Page]) -> list[StoredPage]:
+    """links/ and fetch/ (one gzipped WARC, one fetch log) holding the pages; the pages as
+    the stage joins them."""
     (root / "fetch").mkdir(parents=True)
     (root / "links").mkdir(parents=True)
     fetched = datetime(2017, 6, 1, tzinfo=UTC)
-    fetch_rows, links = [], []
+    fetch_rows, links, stored = [], [], []
     with open(root / "fetch" / "pages.warc.gz", "wb") as out:
         writer = WARCWriter(out, gzip=True)
         for url, body in pages:
@@ -277,8 +276,22 @@ def write_data_root(root: Path, pages: list[tuple[str, bytes]]) -> None:
             row = dict.fromkeys(FETCH.names)
             row.update(url=url, normalized_url=url, outcome="ok", final_url=url, status=200)
             row.update(content_type="text/html", warc_file="pages.warc.gz", warc_offset=offset)
-            row.update(fetched_at=fetched, source="live")
+            row.update(warc_length=out.tell() - offset, fetched_at=fetched, source="live")
             fetch_rows.append(row)
+            stored.append(
+                StoredPage(
+                    normalized_url=url,
+                    final_url=url,
+                    content_type="text/html",
+                    charset=None,
+                    warc_file="pages.warc.gz",
+                    warc_offset=offset,
+                    warc_length=out.tell() - offset,
+                    fetched_at=fetched,
+                    karma=3,
+                    first_created_utc=0,
+                )
+            )
             links.append(
                 {
                     "normalized_url": url,
@@ -291,6 +304,7 @@ def write_data_root(root: Path, pages: list[tuple[str, bytes]]) -> None:
             )
     pq.write_table(pa.Table.from_pylist(fetch_rows, schema=FETCH), root / "fetch" / "log.parquet")
     pq.write_table(pa.Table.from_pylist(links, schema=LINK), root / "links" / "links-0.parquet")
+    return stored
 
 
 def _children_cpu() -> float:
@@ -418,15 +432,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nin-process chain, step by step")
     print("| step | ms per document | vs the extractor step |")
     print("|---|---|---|")
-    step_names = ["decode_html", EXTRACTOR_STEP, "normalize_text", "detect_language"]
-    step_names += ["word count", TOKEN_STEP, "text_hash", MIRROR_STEP, "filters.check_document"]
+    step_names = [READ_STEP, "decode_html", EXTRACTOR_STEP, "normalize_text", "detect_language"]
+    step_names += [FILTER_STEP, TOKEN_STEP, "word count", "text_hash"]
     for step in step_names:
         share = seconds[step] / seconds[EXTRACTOR_STEP]
         print(f"| {step} | {seconds[step] / documents * 1000:.3f} | {share:.1%} |")
 
     stage_ratio, anchor_per_doc, counters = whole_stage(config, args.repeat)
-    print("\nthe whole stage: BuildDocuments on DirectRunner (read fetch log and links, join, read")
-    print("WARC, extract, filter) with the extractor alone running beside it on the same CPU;")
+    print("\nthe whole stage: BuildDocuments on DirectRunner (read fetch log and links, join,")
+    print("extract, filter) with the extractor alone running beside it on the same CPU;")
     print(f"{2 * len(pages)} minus {len(pages)} documents, so start-up is taken out")
     print("| path | docs/s per core | time vs extractor alone |")
     print("|---|---|---|")

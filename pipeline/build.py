@@ -4,11 +4,12 @@
         --JoinLinks-->      CoGroupByKey on normalized_url: one stored response per URL,
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
-        --ReadWarc-->       the response record, by WARC file and offset
-        --BatchResponses--> PAGES_PER_BATCH responses per round trip to the extractor child
-        --Extract-->        decode, trafilatura in a killable child process, normalize,
-                            language, word and GPT-2 token counts (pipeline.extract)
-        --Filter-->         Wikipedia mirrors, junk pages, language, length (pipeline.filters)
+        --BatchPages-->     PAGES_PER_BATCH pages per round trip to the extractor child
+        --Extract-->        in a killable child process (pipeline.extract): read the WARC
+                            record, decode, trafilatura, normalize, language, the filters'
+                            verdict (pipeline.filters), word and GPT-2 token counts
+        --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
+                            pages, language, length
         --Deduplicate-->    exact and MinHash near-duplicates (pipeline.dedup)
         --WriteDocuments--> pipeline.dataset: docs/documents-*.parquet (schemas.DOCUMENT) and
                             docs/removed/removed-*.parquet (schemas.REMOVED: every dropped
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -37,21 +36,20 @@ from pipeline.extract import (
     DocumentBuilder,
     ExtractFailed,
     ExtractorProcess,
-    Response,
+    StoredPage,
     document_id,
 )
-from pipeline.filters import check_document, wikipedia
+from pipeline.filters import Rejection, wikipedia
 from pipeline.urls import host_of
-from pipeline.warc import read_response
 from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
 
 STAGE = "build"
 LINKS_PATTERN = "links-*.parquet"
 DEAD_LETTER_PREFIX = "dead-letter"
-# Pages sent to the extractor child in one message, so the child works through them without
-# waiting on its parent: 1-1.5% less CPU per page than one page per round trip (two stage runs
-# side by side on one CPU, the readability pages). A batch's bodies are in memory at once, at
-# most this many times [build] max_html_bytes.
+# Pages (their WARC locations) sent to the extractor child in one message, so the child works
+# through them without waiting on its parent: 1-1.5% less CPU per page than one page per round
+# trip (two stage runs side by side on one CPU, the readability pages, when the bodies still
+# went to the child). The child reads one body at a time.
 PAGES_PER_BATCH = 16
 LINK_COLUMNS = ["normalized_url", "karma", "first_created_utc", "submissions"]
 FETCH_COLUMNS = [
@@ -62,27 +60,12 @@ FETCH_COLUMNS = [
     "charset",
     "warc_file",
     "warc_offset",
+    "warc_length",
     "fetched_at",
 ]
 
 
 # ---- plain functions -------------------------------------------------------------------------
-
-
-@dataclass
-class StoredPage:
-    """A stored response's fetch-log row joined to its link, before the WARC is read."""
-
-    normalized_url: str
-    final_url: str
-    content_type: str | None
-    charset: str | None
-    warc_file: str
-    warc_offset: int
-    fetched_at: datetime | None
-    karma: int
-    first_created_utc: int
-    submissions: list[dict]
 
 
 def pick_fetch_row(rows: Iterable[dict]) -> dict | None:
@@ -106,6 +89,7 @@ def stored_page(row: dict, link: dict) -> StoredPage:
         charset=row.get("charset"),
         warc_file=row["warc_file"],
         warc_offset=int(row["warc_offset"] or 0),
+        warc_length=row.get("warc_length"),
         fetched_at=row.get("fetched_at"),
         karma=int(link["karma"]),
         first_created_utc=int(link["first_created_utc"]),
@@ -192,49 +176,19 @@ class DropWikipedia(beam.DoFn):
             )
 
 
-class ReadWarc(beam.DoFn):
-    def __init__(self, fetch_dir: str):
-        self.fetch_dir = fetch_dir
-
-    def process(self, page: StoredPage) -> Iterator[Any]:
-        path = beamio.join(self.fetch_dir, page.warc_file)
-        try:
-            headers, body, _ = read_response(path, page.warc_offset)
-        except Exception as e:  # missing file, truncated gzip, wrong offset: all malformed input
-            beamio.counter(STAGE, "dead_letter_warc").inc()
-            detail = f"offset {page.warc_offset}: {e}"
-            yield beam.pvalue.TaggedOutput(
-                "dead_letter",
-                beamio.dead_letter(path, None, "warc_unreadable", detail, page.final_url),
-            )
-        else:
-            beamio.counter(STAGE, "responses_read").inc()
-            yield Response(
-                normalized_url=page.normalized_url,
-                final_url=page.final_url,
-                body=body,
-                content_type=page.content_type or headers.get_header("Content-Type"),
-                charset=page.charset,
-                karma=page.karma,
-                first_created_utc=page.first_created_utc,
-                submissions=page.submissions,
-                fetched_at=page.fetched_at,
-                warc_file=page.warc_file,
-                warc_offset=page.warc_offset,
-            )
-
-
 class Extract(beam.DoFn):
-    """A batch of Responses -> (document, HTML or None) each; failures -> removed rows,
-    counted by reason.
+    """A batch of StoredPages -> (document, the rejecting filter or None) each; pages without
+    a document -> removed rows counted by reason, or dead letters when the WARC record cannot
+    be read.
 
-    The pages' own work runs in this instance's extractor child (pipeline.extract), a batch
-    per round trip and a time limit per page; the HTML comes back only when the filters need
-    it (a Wikipedia-mirror signature), else None.
+    The pages' own work, from reading the record to the filters' verdict, runs in this
+    instance's extractor child (pipeline.extract), a batch per round trip and a time limit
+    per page.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, fetch_dir: str):
         self.config = config
+        self.fetch_dir = fetch_dir
 
     def setup(self) -> None:
         build = self.config.build
@@ -244,13 +198,24 @@ class Extract(beam.DoFn):
             STAGE, "responses extracted", self.config.run.progress_every
         )
 
-    def process(self, responses: list[Response]) -> Iterator[Any]:
-        outcomes = self.builder.from_responses(responses, self.extractor.call_each)
-        for response, outcome in zip(responses, outcomes, strict=True):
+    def process(self, pages: list[StoredPage]) -> Iterator[Any]:
+        outcomes = self.builder.from_pages(pages, self.fetch_dir, self.extractor.call_each)
+        for page, outcome in zip(pages, outcomes, strict=True):
             self.progress.tick()
+            if isinstance(outcome, ExtractFailed) and outcome.reason == "warc_unreadable":
+                beamio.counter(STAGE, "dead_letter_warc").inc()
+                path = beamio.join(self.fetch_dir, page.warc_file)
+                yield beam.pvalue.TaggedOutput(
+                    "dead_letter",
+                    beamio.dead_letter(
+                        path, None, "warc_unreadable", outcome.detail, page.final_url
+                    ),
+                )
+                continue
+            beamio.counter(STAGE, "responses_read").inc()
             if isinstance(outcome, ExtractFailed):
                 beamio.counter(STAGE, outcome.counter).inc()
-                url, final_url = response.normalized_url, response.final_url
+                url, final_url = page.normalized_url, page.final_url
                 yield beam.pvalue.TaggedOutput(
                     "removed",
                     removed_row(url, final_url, "extract", outcome.counter, outcome.detail, None),
@@ -266,14 +231,14 @@ class Extract(beam.DoFn):
 
 
 class Filter(beam.DoFn):
-    """(document, html) -> document, or a removed row named after the first filter that hit."""
+    """(document, rejection or None) -> the document, or a removed row named after the
+    filter that rejected it (the verdict comes from the extractor child)."""
 
     def __init__(self, build: BuildConfig):
         self.build = build
 
-    def process(self, item: tuple[dict, str | None]) -> Iterator[Any]:
-        doc, html = item
-        rejection = check_document(doc, html, self.build)
+    def process(self, item: tuple[dict, Rejection | None]) -> Iterator[Any]:
+        doc, rejection = item
         if rejection is None:
             beamio.counter(STAGE, "kept").inc()
             yield doc
@@ -330,14 +295,14 @@ class BuildDocuments(beam.PTransform):
         not_wikipedia = joined.pages | "DropWikipedia" >> beam.ParDo(DropWikipedia()).with_outputs(
             "removed", main="pages"
         )
-        responses = not_wikipedia.pages | "ReadWarc" >> beam.ParDo(
-            ReadWarc(fetch_dir)
-        ).with_outputs("dead_letter", main="responses")
         extracted = (
-            responses.responses
-            | "BatchResponses"
+            not_wikipedia.pages
+            | "BatchPages"
             >> beam.BatchElements(min_batch_size=PAGES_PER_BATCH, max_batch_size=PAGES_PER_BATCH)
-            | "Extract" >> beam.ParDo(Extract(self.config)).with_outputs("removed", main="docs")
+            | "Extract"
+            >> beam.ParDo(Extract(self.config, fetch_dir)).with_outputs(
+                "removed", "dead_letter", main="docs"
+            )
         )
         filtered = extracted.docs | "Filter" >> beam.ParDo(Filter(self.config.build)).with_outputs(
             "removed", main="docs"
@@ -347,7 +312,7 @@ class BuildDocuments(beam.PTransform):
             extracted.removed,
             filtered.removed,
         ) | "RemovedBeforeDedup" >> beam.Flatten()
-        dead = (joined.dead_letter, responses.dead_letter) | "DeadLetters" >> beam.Flatten()
+        dead = (joined.dead_letter, extracted.dead_letter) | "DeadLetters" >> beam.Flatten()
         return {"docs": filtered.docs, "removed": removed, "dead_letter": dead}
 
 

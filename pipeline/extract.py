@@ -1,19 +1,23 @@
 """Main-text extraction: one archived HTML response in, one document (schemas.DOCUMENT) out.
 
-The chain for one response, each step a plain function:
+The chain for one stored response, each step a plain function:
 
-    check size and type -> decode_html -> trafilatura -> normalize_text
-        -> language, word and GPT-2 token counts, text hash -> document row
+    read the WARC record -> check size and type -> decode_html -> trafilatura
+        -> normalize_text -> language -> filters -> GPT-2 token count -> document row
 
 trafilatura has no time limit of its own, and a pathological page can keep it busy for
 minutes. `ExtractorProcess` runs the page's work in a child process and kills the child when
 a document takes longer than [build] extract_timeout_s, so no page can hang a worker. It only
 needs the standard library's multiprocessing, so it works the same inside a Beam DoFn on
-DirectRunner, Dataflow, Flink or Spark. Everything that depends on the page's content
-(`PageAnalyzer`: decoding to the text hash) runs in the child, so the time limit covers all
-of it: the raw bodies go in, the finished texts and their metadata come back. Pages go to the
-child in batches (`ExtractorProcess.call_each`) and come back one by one, each page with its
-own time limit, so the child works through a batch without waiting on its parent.
+DirectRunner, Dataflow, Flink or Spark. Everything from reading the record to the filters'
+verdict (`PageAnalyzer`) runs in the child, so the time limit covers all of it and a body
+never passes through the Beam worker: the records' locations go in, the finished texts, their
+metadata and the verdict come back. Pages go to the child in batches
+(`ExtractorProcess.call_each`) and come back one by one, each page with its own time limit, so
+the child works through a batch without waiting on its parent.
+
+The GPT-2 token count, the dearest step after trafilatura, is made only for pages that pass
+every other filter: the length filter is the last one and the only one that needs it.
 
 Failures raise `ExtractFailed` with a reason; the stage counts them as
 `extract_failed_<reason>` (and `extract_timeout` for the time limit).
@@ -37,10 +41,11 @@ import htmldate
 import trafilatura
 
 from pipeline.config import BuildConfig, TokenizerConfig
-from pipeline.filters import wikipedia_mirror
+from pipeline.filters import Rejection, check_content, check_length
 from pipeline.textnorm import normalize_text, text_hash
 from pipeline.tokenizer import load_gpt2
 from pipeline.urls import host_of
+from pipeline.warc import read_response
 
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
 # Language identification reads the start of the text; its cost grows with the length. On the
@@ -122,20 +127,21 @@ class Extraction:
 
 
 @dataclass
-class Response:
-    """One archived response with its provenance: a fetch-log row joined to its link."""
+class StoredPage:
+    """A stored response and its provenance: a fetch-log row joined to its link. The body
+    stays in the WARC file until the extractor child reads it."""
 
     normalized_url: str
     final_url: str
-    body: bytes
     content_type: str | None
     charset: str | None
+    warc_file: str  # relative to the fetch folder
+    warc_offset: int
+    warc_length: int | None
+    fetched_at: datetime | None
     karma: int
     first_created_utc: int
     submissions: list[dict] = field(default_factory=list)
-    fetched_at: datetime | None = None
-    warc_file: str | None = None
-    warc_offset: int | None = None
 
 
 def document_id(normalized_url: str) -> str:
@@ -411,9 +417,19 @@ def count_tokens(encoding: Any, text: str) -> int:
     return len(encoding.encode_to_numpy(text, disallowed_special=()))
 
 
+def check_body(body: bytes, content_type: str | None, max_bytes: int) -> None:
+    """ExtractFailed unless the body is non-empty HTML of at most `max_bytes`."""
+    if len(body) > max_bytes:
+        raise ExtractFailed("too_large", f"{len(body)} bytes > {max_bytes}")
+    if not is_html(content_type):
+        raise ExtractFailed("not_html", content_type or "")
+    if not body or body.isspace():  # strip() would copy the body
+        raise ExtractFailed("empty_body")
+
+
 @dataclass(frozen=True)
 class PageText:
-    """Everything in a document row that depends on the page's content."""
+    """Everything in a document row that depends on the page's content, and the verdict."""
 
     text: str  # normalized
     title: str | None  # normalized
@@ -421,65 +437,102 @@ class PageText:
     language: str
     language_score: float
     word_count: int
-    token_count: int
+    token_count: int | None  # None when a filter rejected the page before the length check
     text_hash: str
-    # The HTML only when it holds a Wikipedia-mirror signature, the one filter that reads the
-    # HTML (filters.wikipedia_mirror); None otherwise, so a page's HTML never crosses the pipe
-    # back and check_document decides the same with or without it.
-    filter_html: str | None
+    rejection: Rejection | None  # the first filter that rejects the page; None: keep it
+
+
+# Where the child finds one stored response: WARC path, offset, stored length (or None), and
+# the fetch log's content type and charset and the final URL.
+PageJob = tuple[str, int, int | None, str | None, str | None, str]
+# Runs PageAnalyzer on each job: a PageText or an ExtractFailed per job, in order.
+PagesFn = Callable[[list[PageJob]], list[Any]]
+
+
+def page_job(page: StoredPage, fetch_dir: str) -> PageJob:
+    path = f"{fetch_dir.rstrip('/')}/{page.warc_file}" if fetch_dir else page.warc_file
+    location = (path, page.warc_offset, page.warc_length)
+    return (*location, page.content_type, page.charset, page.final_url)
 
 
 @dataclass(frozen=True)
 class PageAnalyzer:
-    """One page's own work, from raw body to PageText: decode, extract, normalize, language,
-    word and GPT-2 token counts, hash. Picklable, so the stage runs it in the extractor child,
-    where the time limit covers all of it; also callable in this process."""
+    """One page's own work, from its WARC record to PageText: read, check, decode, extract,
+    normalize, language, filters, word and GPT-2 token counts, hash. Picklable, so the stage
+    runs it in the extractor child, where the time limit covers all of it; also callable in
+    this process. `from_body` and `from_html` start further along the chain."""
 
-    settings: ExtractSettings
+    build: BuildConfig
     tokenizer: TokenizerConfig
     extract: ExtractFn = run_trafilatura
+
+    @functools.cached_property
+    def settings(self) -> ExtractSettings:
+        return ExtractSettings.from_config(self.build)
 
     def warm_up(self) -> None:
         load_gpt2(self.tokenizer)
         _language_identifier()
 
-    def __call__(self, body: bytes, charset: str | None, url: str | None) -> PageText:
+    def __call__(
+        self,
+        warc_path: str,
+        offset: int,
+        length: int | None,
+        content_type: str | None,
+        charset: str | None,
+        url: str,
+    ) -> PageText:
+        try:
+            headers, body, _ = read_response(warc_path, offset, length)
+        except Exception as e:  # missing file, truncated gzip, wrong offset: malformed input
+            raise ExtractFailed("warc_unreadable", f"{warc_path} at {offset}: {e}") from e
+        return self.from_body(
+            body, content_type or headers.get_header("Content-Type"), charset, url
+        )
+
+    def from_body(
+        self, body: bytes, content_type: str | None, charset: str | None, url: str
+    ) -> PageText:
+        check_body(body, content_type, self.build.max_html_bytes)
         return self.from_html(decode_html(body, charset), url)
 
-    def from_html(self, html: str, url: str | None) -> PageText:
+    def from_html(self, html: str, url: str) -> PageText:
         extraction = self.extract(html, url, self.settings)
         if extraction is None:
             raise ExtractFailed("no_text")
         text = normalize_text(extraction.text)
         if not text:
             raise ExtractFailed("no_text", "only whitespace after normalization")
+        title = normalize_text(extraction.title) if extraction.title else None
         lang, score = detect_language(text)
+        doc = {"final_url": url, "host": host_of(url) or "", "text": text, "title": title}
+        doc.update(language=lang, language_score=score)
+        rejection = check_content(doc, html, self.build)
+        token_count = None
+        if rejection is None:
+            token_count = count_tokens(load_gpt2(self.tokenizer), text)
+            rejection = check_length(token_count, self.build)
         return PageText(
             text=text,
-            title=normalize_text(extraction.title) if extraction.title else None,
+            title=title,
             date=extraction.date,
             language=lang,
             language_score=score,
             word_count=len(text.split()),
-            token_count=count_tokens(load_gpt2(self.tokenizer), text),
+            token_count=token_count,
             text_hash=text_hash(text),
-            filter_html=html if wikipedia_mirror("", html) else None,
+            rejection=rejection,
         )
 
 
-PageJob = tuple[bytes, str | None, str | None]  # body, declared charset, final URL
-# Runs PageAnalyzer on each job: a PageText or an ExtractFailed per job, in order.
-PagesFn = Callable[[list[PageJob]], list[Any]]
-
-
 class DocumentBuilder:
-    """Turns Responses into document rows (schemas.DOCUMENT), or ExtractFailed.
+    """Turns StoredPages into document rows (schemas.DOCUMENT) with the filters' verdict, or
+    ExtractFailed.
 
-    `from_responses` is the stage's path: the size and type checks here, then the pages' own
-    work by `analyze_each`, which runs `self.analyzer` in this process or, in the stage, is an
-    ExtractorProcess's `call_each` running `self.analyzer` in the child. `document` does one
-    page in this process from HTML decoded beforehand. `extract` is the extraction call
-    (`run_trafilatura`).
+    `from_pages` is the stage's path: the pages' work by `analyze_each`, which runs
+    `self.analyzer` in this process or, in the stage, is an ExtractorProcess's `call_each`
+    running `self.analyzer` in the child. `row` makes the document row of one page.
     """
 
     def __init__(
@@ -488,49 +541,23 @@ class DocumentBuilder:
         tokenizer: TokenizerConfig,
         extract: ExtractFn = run_trafilatura,
     ):
-        self.build = build
-        self.settings = ExtractSettings.from_config(build)
         load_gpt2(tokenizer)  # a missing ranks file fails here, at setup, not in every page
-        self.extract = extract
-        self.analyzer = PageAnalyzer(self.settings, tokenizer, extract)
+        self.analyzer = PageAnalyzer(build, tokenizer, extract)
 
-    def check(self, response: Response) -> None:
-        if len(response.body) > self.build.max_html_bytes:
-            raise ExtractFailed(
-                "too_large", f"{len(response.body)} bytes > {self.build.max_html_bytes}"
-            )
-        if not is_html(response.content_type):
-            raise ExtractFailed("not_html", response.content_type or "")
-        if not response.body or response.body.isspace():  # strip() would copy the body
-            raise ExtractFailed("empty_body")
-
-    def decode(self, response: Response) -> str:
-        self.check(response)
-        return decode_html(response.body, response.charset)
-
-    def from_responses(
-        self, responses: list[Response], analyze_each: PagesFn | None = None
-    ) -> list[tuple[dict, str | None] | ExtractFailed]:
-        """For each response, in order: (document row, the HTML where the filters need it,
-        else None), or the ExtractFailed that says why there is no document."""
-        outcomes: list[Any] = [None] * len(responses)
-        jobs: list[PageJob] = []
-        analyzed: list[int] = []
-        for i, response in enumerate(responses):
-            try:
-                self.check(response)
-            except ExtractFailed as failure:
-                outcomes[i] = failure
-                continue
-            jobs.append((response.body, response.charset, response.final_url))
-            analyzed.append(i)
-        pages = (analyze_each or self._analyze_here)(jobs) if jobs else []
-        for i, page in zip(analyzed, pages, strict=True):
-            if isinstance(page, ExtractFailed):
-                outcomes[i] = page
-            else:
-                outcomes[i] = (self.row(responses[i], page), page.filter_html)
-        return outcomes
+    def from_pages(
+        self, pages: list[StoredPage], fetch_dir: str, analyze_each: PagesFn | None = None
+    ) -> list[tuple[dict, Rejection | None] | ExtractFailed]:
+        """For each page, in order: (document row, the rejecting filter or None to keep it),
+        or the ExtractFailed that says why there is no document. The WARC files are named
+        relative to `fetch_dir`."""
+        jobs = [page_job(page, fetch_dir) for page in pages]
+        analyzed = (analyze_each or self._analyze_here)(jobs) if jobs else []
+        return [
+            outcome
+            if isinstance(outcome, ExtractFailed)
+            else (self.row(page, outcome), outcome.rejection)
+            for page, outcome in zip(pages, analyzed, strict=True)
+        ]
 
     def _analyze_here(self, jobs: list[PageJob]) -> list[Any]:
         outcomes: list[Any] = []
@@ -541,28 +568,25 @@ class DocumentBuilder:
                 outcomes.append(failure)
         return outcomes
 
-    def document(self, response: Response, html: str) -> dict:
-        return self.row(response, self.analyzer.from_html(html, response.final_url))
-
-    def row(self, response: Response, page: PageText) -> dict:
+    def row(self, page: StoredPage, text: PageText) -> dict:
         return {
-            "doc_id": document_id(response.normalized_url),
-            "text": page.text,
-            "title": page.title,
-            "date": page.date,
-            "language": page.language,
-            "language_score": page.language_score,
-            "word_count": page.word_count,
-            "token_count": page.token_count,
-            "normalized_url": response.normalized_url,
-            "final_url": response.final_url,
-            "host": host_of(response.final_url) or "",
-            "karma": response.karma,
-            "first_created_utc": response.first_created_utc,
-            "submissions": response.submissions,
-            "fetched_at": response.fetched_at,
-            "warc_file": response.warc_file,
-            "warc_offset": response.warc_offset,
+            "doc_id": document_id(page.normalized_url),
+            "text": text.text,
+            "title": text.title,
+            "date": text.date,
+            "language": text.language,
+            "language_score": text.language_score,
+            "word_count": text.word_count,
+            "token_count": text.token_count,
+            "normalized_url": page.normalized_url,
+            "final_url": page.final_url,
+            "host": host_of(page.final_url) or "",
+            "karma": page.karma,
+            "first_created_utc": page.first_created_utc,
+            "submissions": page.submissions,
+            "fetched_at": page.fetched_at,
+            "warc_file": page.warc_file,
+            "warc_offset": page.warc_offset,
             "extractor": EXTRACTOR,
-            "text_hash": page.text_hash,
+            "text_hash": text.text_hash,
         }

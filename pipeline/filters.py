@@ -158,9 +158,17 @@ def _has_mirror_signature(haystack: str) -> bool:
 def check_document(doc: dict, html: str | None, build: BuildConfig) -> Rejection | None:
     """The first filter that rejects an extracted document (schemas.DOCUMENT), or None.
 
-    Wikipedia by URL is checked before extraction (see `wikipedia`); here the cheap, certain
-    checks come first so each document is counted under the most specific reason.
+    Wikipedia by URL is checked before extraction too (see `wikipedia`); here the cheap,
+    certain checks come first so each document is counted under the most specific reason.
+    `html` is the page's HTML, for the Wikipedia-mirror signatures a footer may hold.
     """
+    return check_content(doc, html, build) or check_length(doc["token_count"], build)
+
+
+def check_content(doc: dict, html: str | None, build: BuildConfig) -> Rejection | None:
+    """Every filter but the length one, which alone needs the GPT-2 token count: the stage
+    counts tokens only for documents that pass these. `doc` needs final_url, host, text,
+    title, language and language_score."""
     if wikipedia(doc["final_url"]):
         return Rejection("wikipedia", doc["host"])
     if wikipedia_mirror(doc["text"], html):
@@ -171,6 +179,10 @@ def check_document(doc: dict, html: str | None, build: BuildConfig) -> Rejection
             return Rejection(f"junk_{found[0]}", found[1])
     if language(doc["language"], doc["language_score"], build.languages, build.min_language_score):
         return Rejection("language", f"{doc['language']} {doc['language_score']:.2f}")
-    if too_short(doc["token_count"], build.min_tokens):
-        return Rejection("too_short", f"{doc['token_count']} tokens < {build.min_tokens}")
+    return None
+
+
+def check_length(token_count: int, build: BuildConfig) -> Rejection | None:
+    if too_short(token_count, build.min_tokens):
+        return Rejection("too_short", f"{token_count} tokens < {build.min_tokens}")
     return None

@@ -11,22 +11,22 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import load
+from pipeline.crawler import Exchange, FetchResult, FetchTask
 from pipeline.extract import (
     EXTRACTOR,
     DocumentBuilder,
     ExtractFailed,
     ExtractorProcess,
     ExtractSettings,
-    Response,
+    StoredPage,
     count_tokens,
     decode_html,
     detect_language,
     document_id,
     run_trafilatura,
 )
-from pipeline.filters import check_document
 from pipeline.tokenizer import load_gpt2
-from pipeline.warc import read_response
+from pipeline.warc import WarcFile
 from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
 
 ARTICLE = LIBRARY_ARTICLE
@@ -42,24 +42,45 @@ def page(body_text: str, title: str = "Library hours debate", head: str = "") ->
     )
 
 
-def response(body: bytes, **overrides) -> Response:
+def stored(**overrides) -> StoredPage:
     fields = dict(
         normalized_url="http://example.com/library",
         final_url="https://example.com/library",
-        body=body,
         content_type="text/html",
         charset=None,
+        warc_file="warc/fetch-0.warc.gz",
+        warc_offset=1234,
+        warc_length=567,
+        fetched_at=datetime(2017, 6, 1, tzinfo=UTC),
         karma=7,
         first_created_utc=1_500_000_000,
         submissions=[
             {"id": "abc", "subreddit": "news", "score": 7, "created_utc": 1, "title": "t"}
         ],
-        fetched_at=datetime(2017, 6, 1, tzinfo=UTC),
-        warc_file="warc/fetch-0.warc.gz",
-        warc_offset=1234,
     )
     fields.update(overrides)
-    return Response(**fields)
+    return StoredPage(**fields)
+
+
+def document(builder: DocumentBuilder, body: bytes, content_type: str = "text/html") -> dict:
+    """The document row of a body served at stored()'s final URL, made in this process."""
+    page = stored()
+    return builder.row(page, builder.analyzer.from_body(body, content_type, None, page.final_url))
+
+
+def warc_of(folder, bodies: list[bytes]) -> list[StoredPage]:
+    """A WARC file in `folder` holding the bodies, and the StoredPages that point at them."""
+    warc = WarcFile(str(folder / "pages.warc.gz"))
+    pages = []
+    for i, body in enumerate(bodies):
+        url = f"https://example.com/{i}"
+        headers = [("Content-Type", "text/html")]
+        hop = Exchange(url, None, "GET", [], 200, "OK", "HTTP/1.1", headers, body)
+        offset, length = warc.write_result(FetchResult(FetchTask(url, url), "ok", exchanges=[hop]))
+        page = stored(normalized_url=url, final_url=url, warc_file="pages.warc.gz")
+        pages.append(dataclasses.replace(page, warc_offset=offset, warc_length=length))
+    warc.commit()
+    return pages
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +159,7 @@ def test_token_count_equals_encode_ordinary_with_special_token_text(config):
 
 def test_document_has_text_metadata_and_provenance(builder, config):
     head = '<meta property="article:published_time" content="2017-05-03T10:00:00Z">'
-    resp = response(page(ARTICLE, head=head).encode())
-    doc = builder.document(resp, builder.decode(resp))
+    doc = document(builder, page(ARTICLE, head=head).encode())
     assert "city council met on Tuesday" in doc["text"]
     assert "Copyright 2017" not in doc["text"] and "Home" not in doc["text"]
     assert "\n" in doc["text"]  # paragraphs survive
@@ -164,39 +184,34 @@ def test_document_id_is_stable_and_depends_only_on_normalized_url():
 
 def test_cp1252_page_without_declared_charset_extracts_clean_text(builder):
     text = ARTICLE.replace("Several residents", "“Several residents”")
-    resp = response(page(text).encode("cp1252"))
-    doc = builder.document(resp, builder.decode(resp))
+    doc = document(builder, page(text).encode("cp1252"))
     assert "“Several residents”" in doc["text"]
 
 
 def test_shift_jis_page_extracts_japanese_text(builder):
     japanese = "東京都は新しい図書館の開館時間について発表しました。" * 6
     html = page(japanese).replace("<head>", '<head><meta charset="shift_jis">')
-    resp = response(html.encode("shift_jis"))
-    doc = builder.document(resp, builder.decode(resp))
+    doc = document(builder, html.encode("shift_jis"))
     assert "新しい図書館" in doc["text"]
     assert doc["language"] == "ja"
 
 
 def test_oversized_page_fails_as_too_large(builder, config):
-    resp = response(b"x" * (config.build.max_html_bytes + 1))
     with pytest.raises(ExtractFailed) as failure:
-        builder.decode(resp)
+        document(builder, b"x" * (config.build.max_html_bytes + 1))
     assert failure.value.counter == "extract_failed_too_large"
 
 
 def test_non_html_response_fails_as_not_html(builder):
     with pytest.raises(ExtractFailed) as failure:
-        builder.decode(response(b"%PDF-1.4 ...", content_type="application/pdf"))
+        document(builder, b"%PDF-1.4 ...", content_type="application/pdf")
     assert failure.value.counter == "extract_failed_not_html"
 
 
 def test_page_without_text_fails_as_no_text(builder):
-    resp = response(
-        b"<html><head><title>t</title></head><body><script>var x;</script></body></html>"
-    )
+    body = b"<html><head><title>t</title></head><body><script>var x;</script></body></html>"
     with pytest.raises(ExtractFailed) as failure:
-        builder.document(resp, builder.decode(resp))
+        document(builder, body)
     assert failure.value.counter == "extract_failed_no_text"
 
 
@@ -324,17 +339,28 @@ def test_each_job_of_a_batch_has_its_own_time_limit():
         assert extractor.restarts == 0
 
 
-def test_mirror_signature_only_in_the_html_reaches_the_filter_through_the_child(builder, config):
+def test_the_child_reads_each_record_and_gives_the_filters_verdict(builder, tmp_path):
     footer = "Wikipedia® is a registered trademark of the Wikimedia Foundation, Inc."
     mirror = page(ARTICLE).replace("Copyright 2017 Example News", footer).encode()
-    plain = page(ARTICLE).encode()
+    german = page(
+        "Der Stadtrat hat am Dienstag lange über die Öffnungszeiten der Bibliotheken beraten, "
+        "und viele Bürger kamen, um ihre Meinung zu sagen. " * 8
+    ).encode()
+    pages = warc_of(tmp_path, [page(ARTICLE).encode(), mirror, german, b"%PDF-1.4"])
+    pages[3] = dataclasses.replace(pages[3], content_type="application/pdf")
+    lost = dataclasses.replace(pages[0], warc_file="missing.warc.gz")
     with ExtractorProcess(timeout_s=30, target=builder.analyzer) as extractor:
-        outcomes = builder.from_responses([response(mirror), response(plain)], extractor.call_each)
-    (doc, html), (plain_doc, plain_html) = outcomes
-    assert "registered trademark" not in doc["text"]  # trafilatura drops the footer
-    assert html is not None and plain_html is None  # the HTML comes back only when needed
-    assert check_document(doc, html, config.build).reason == "wikipedia_mirror"
-    assert check_document(plain_doc, plain_html, config.build) is None
+        outcomes = builder.from_pages([*pages, lost], str(tmp_path), extractor.call_each)
+        assert extractor.restarts == 0
+    (kept, none), (copy, why_copy), (foreign, why_foreign), not_html, unreadable = outcomes
+    assert none is None and kept["token_count"] > 128 and "city council" in kept["text"]
+    assert "registered trademark" not in copy["text"]  # the signature was only in the HTML
+    assert why_copy.reason == "wikipedia_mirror"
+    assert why_foreign.reason == "language" and foreign["language"] == "de"
+    # Tokens are counted only for pages that pass every filter but the length one.
+    assert copy["token_count"] is None and foreign["token_count"] is None
+    assert not_html.counter == "extract_failed_not_html"
+    assert unreadable.reason == "warc_unreadable" and "missing.warc.gz" in unreadable.detail
 
 
 def test_settings_come_from_the_build_config(config):
@@ -348,27 +374,24 @@ def test_settings_come_from_the_build_config(config):
 
 def test_real_warc_files_are_read_and_extracted(builder):
     folder = require_shared("warc")
-    extracted = english = 0
-    responses = 0
+    pages = []
     for path in sorted(folder.glob("*.warc.gz")):
         with open(path, "rb") as f:
             it = ArchiveIterator(f)
-            offsets = [
-                (it.get_record_offset(), r.rec_headers.get_header("WARC-Target-URI"))
-                for r in it
-                if r.rec_type == "response"
-            ]
-        for offset, uri in offsets:
-            headers, body, _ = read_response(str(path), offset)
-            content_type = headers.get_header("Content-Type")
-            responses += 1
-            resp = response(body, content_type=content_type, final_url=uri, normalized_url=uri)
-            try:
-                doc = builder.document(resp, builder.decode(resp))
-            except ExtractFailed:
-                continue
-            extracted += 1
-            english += doc["language"] == "en"
-            assert doc["text"] and doc["token_count"] > 0 and doc["host"]
-    assert responses == 37
-    assert extracted >= 30 and english >= 25
+            for record in it:
+                if record.rec_type == "response":
+                    uri = record.rec_headers.get_header("WARC-Target-URI")
+                    offset = it.get_record_offset()
+                    page = stored(normalized_url=uri, final_url=uri, content_type=None)
+                    pages.append(
+                        dataclasses.replace(
+                            page, warc_file=path.name, warc_offset=offset, warc_length=None
+                        )
+                    )
+    outcomes = builder.from_pages(pages, str(folder))
+    assert len(outcomes) == 37
+    docs = [outcome[0] for outcome in outcomes if not isinstance(outcome, ExtractFailed)]
+    assert len(docs) >= 30 and sum(doc["language"] == "en" for doc in docs) >= 25
+    for doc in docs:
+        assert doc["text"] and doc["host"]
+        assert doc["token_count"] is None or doc["token_count"] > 0
