@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import gc
 import hashlib
 import multiprocessing
 import re
@@ -258,6 +259,9 @@ def _serve(conn: Connection, target: Callable[..., Any]) -> None:
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"[:500]))
         return
+    # What is alive now (the models, trafilatura's tables) lives as long as the child: frozen,
+    # the cyclic GC no longer walks it on each full collection, which cost ~1% of the time.
+    gc.freeze()
     conn.send(("ready", None))  # time limits start counting from here
     while True:
         try:
