@@ -43,7 +43,7 @@ import trafilatura
 
 from pipeline.config import BuildConfig, TokenizerConfig
 from pipeline.filters import Rejection, check_content, check_length
-from pipeline.textnorm import normalize_text, text_hash
+from pipeline.textnorm import normalize_text, text_hash, word_count
 from pipeline.tokenizer import load_gpt2
 from pipeline.urls import host_of
 from pipeline.warc import read_response
@@ -523,7 +523,7 @@ class PageAnalyzer:
             date=extraction.date,
             language=lang,
             language_score=score,
-            word_count=len(text.split()),
+            word_count=word_count(text),
             token_count=token_count,
             text_hash=text_hash(text),
             rejection=rejection,

@@ -80,6 +80,15 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", "\n".join(lines))
 
 
+def word_count(normalized: str) -> int:
+    """Whitespace-separated words in a normalize_text result, as len(text.split()) counts
+    them, from three counts instead of a list of every word: in such a text the only
+    whitespace is single spaces inside lines and a newline or two between them."""
+    if not normalized:
+        return 0
+    return normalized.count(" ") + normalized.count("\n") + 1 - normalized.count("\n\n")
+
+
 def text_hash(text: str) -> str:
     """Hex SHA-256 of the UTF-8 text: equal texts, equal hashes, on every machine."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -97,3 +97,11 @@ def test_line_by_line_equals_the_rules_on_random_text():
     for _ in range(5_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
         assert normalize_text(text) == _normalize_by_rules(text), repr(text)
+
+
+def test_word_count_of_normalized_text_equals_split_on_random_text():
+    pieces = list("ab. \t\n\r\x00\x1c\x85\xa0\u2028\u3000\u200b\ufeff") + ["  ", "\n\n\n"]
+    rng = random.Random(99)
+    for _ in range(5_000):
+        text = normalize_text("".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))))
+        assert textnorm.word_count(text) == len(text.split()), repr(text)
