@@ -176,13 +176,15 @@ def test_wikipedia_mirror_by_licence_footer_in_html():
 
 def test_mirror_signature_after_many_wikipedia_links_at_either_end_and_in_capitals():
     links = "<a href='https://en.wikipedia.org/wiki/Page'>Wikipedia</a>\n" * 200
-    footer = "<div>WIKIPEDIA® is a registered trademark of the Wikimedia Foundation</div>"
+    footer = "<div>Wikipedia® is a registered trademark of the Wikimedia Foundation</div>"
     assert filters.wikipedia_mirror("", links) is None
     assert filters.wikipedia_mirror("", links + footer) == "wikipedia_mirror"
     assert filters.wikipedia_mirror("", footer + links) == "wikipedia_mirror"
+    assert filters.wikipedia_mirror("", footer.upper()) is None  # HTML: MediaWiki's own casing
     header = "FROM WIKIPEDIA, THE FREE ENCYCLOPEDIA"
     assert filters.wikipedia_mirror(header) == "wikipedia_mirror"
     assert filters.wikipedia_mirror(header[:-1]) is None
+    assert filters.wikipedia_mirror(footer.upper()) == "wikipedia_mirror"
 
 
 def test_article_citing_wikipedia_is_not_a_mirror():
