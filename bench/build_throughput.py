@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nper-document chain beyond the extractor (extractor process): {overhead:+.1%}")
     median = " (the median of the runs)" if len(ratios) > 1 else ""
     print(f"whole stage on DirectRunner beyond the extractor: {stage_ratio - 1:+.1%}{median}")
-    return 0 if max(overhead, stage_ratio - 1) <= 0.10 else 1
+    return 0 if stage_ratio - 1 <= 0.10 else 1  # issue 5's gate: the whole stage, at most 10%
 
 
 if __name__ == "__main__":
