@@ -69,7 +69,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline import beamio
-from pipeline.build import PAGES_PER_BATCH, BuildDocuments
+from pipeline.build import PAGES_PER_BATCH, BuildDocuments, stored_page
 from pipeline.config import Config, load
 from pipeline.extract import (
     DocumentBuilder,
@@ -280,21 +280,6 @@ def write_data_root(root: Path, pages: list[Page]) -> list[StoredPage]:
             row.update(url=url, normalized_url=url, outcome="ok", final_url=url, status=200)
             row.update(content_type="text/html", warc_file="pages.warc.gz", warc_offset=offset)
             row.update(warc_length=out.tell() - offset, fetched_at=fetched, source="live")
-            fetch_rows.append(row)
-            stored.append(
-                StoredPage(
-                    normalized_url=url,
-                    final_url=url,
-                    content_type="text/html",
-                    charset=None,
-                    warc_file="pages.warc.gz",
-                    warc_offset=offset,
-                    warc_length=out.tell() - offset,
-                    fetched_at=fetched,
-                    karma=3,
-                    first_created_utc=0,
-                )
-            )
             links.append(
                 {
                     "normalized_url": url,
@@ -305,6 +290,8 @@ def write_data_root(root: Path, pages: list[Page]) -> list[StoredPage]:
                     "submissions": [],
                 }
             )
+            fetch_rows.append(row)
+            stored.append(stored_page(row, links[-1]))
     pq.write_table(pa.Table.from_pylist(fetch_rows, schema=FETCH), root / "fetch" / "log.parquet")
     pq.write_table(pa.Table.from_pylist(links, schema=LINK), root / "links" / "links-0.parquet")
     return stored
