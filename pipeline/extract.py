@@ -41,6 +41,7 @@ import charset_normalizer
 import htmldate
 import trafilatura
 
+from pipeline import beamio
 from pipeline.config import BuildConfig, TokenizerConfig
 from pipeline.filters import Rejection, check_content, check_length
 from pipeline.textnorm import normalize_text, text_hash, word_count
@@ -454,8 +455,7 @@ PagesFn = Callable[[list[PageJob]], list[Any]]
 
 
 def page_job(page: StoredPage, fetch_dir: str) -> PageJob:
-    path = f"{fetch_dir.rstrip('/')}/{page.warc_file}" if fetch_dir else page.warc_file
-    location = (path, page.warc_offset, page.warc_length)
+    location = (beamio.join(fetch_dir, page.warc_file), page.warc_offset, page.warc_length)
     return (*location, page.content_type, page.charset, page.final_url)
 
 
