@@ -22,11 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.microweb.server import MicroWeb
+from pipeline.demo.server import MicroWeb
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "airflow-test.sh"
-MODULES = ("pipeline.links", "pipeline.fetch", "pipeline.build", "pipeline.tokenize")
+MODULES = (
+    "pipeline.links.stage",
+    "pipeline.fetch.stage",
+    "pipeline.build.stage",
+    "pipeline.tokenize.stage",
+)
 
 
 def children_cpu() -> float:
@@ -87,7 +92,7 @@ def main() -> None:
     cpu, started = children_cpu(), time.monotonic()
     microweb = anchor_dir / "microweb"
     subprocess.run(
-        [conf["python"], "-m", "pipeline.microweb", "generate", str(microweb), "--seed", "1234"],
+        [conf["python"], "-m", "pipeline.demo", "generate", str(microweb), "--seed", "1234"],
         check=True,
         stdout=subprocess.DEVNULL,
     )

@@ -6,7 +6,7 @@
 The 130 readability pages (../shared/pages/readability), repeated --repeat times, go through:
 
   trafilatura.extract, defaults   what a user would call: the first anchor
-  extractor alone                 pipeline.extract.run_trafilatura with the [build] settings,
+  extractor alone                 pipeline.build.extract.run_trafilatura with the [build] settings,
                                   title and date included, on HTML decoded beforehand: the
                                   anchor the stage's overhead is measured against
   chain, in process               read the gzipped WARC record, check, decode, extractor,
@@ -69,9 +69,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline import beamio
-from pipeline.build import PAGES_PER_BATCH, BuildDocuments, stored_page
-from pipeline.config import Config, load
-from pipeline.extract import (
+from pipeline.bpe import load_gpt2
+from pipeline.build.extract import (
     DocumentBuilder,
     ExtractorProcess,
     ExtractSettings,
@@ -82,9 +81,10 @@ from pipeline.extract import (
     detect_language,
     run_trafilatura,
 )
-from pipeline.filters import check_content, check_length
-from pipeline.textnorm import normalize_text, text_hash, word_count
-from pipeline.tokenizer import load_gpt2
+from pipeline.build.filters import check_content, check_length
+from pipeline.build.stage import PAGES_PER_BATCH, BuildDocuments, stored_page
+from pipeline.build.textnorm import normalize_text, text_hash, word_count
+from pipeline.config import Config, load
 from pipeline.warc import read_response
 from schemas.records import FETCH, LINK
 

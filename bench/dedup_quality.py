@@ -36,10 +36,11 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 
-from pipeline import beamio, minhash
+from pipeline import beamio
+from pipeline.build import minhash
+from pipeline.build.dedup import Deduplicate, union_find_components
+from pipeline.build.textnorm import text_hash
 from pipeline.config import load
-from pipeline.dedup import Deduplicate, union_find_components
-from pipeline.textnorm import text_hash
 
 REPO = Path(__file__).resolve().parent.parent
 NGRAM = 5

@@ -27,9 +27,9 @@ from pathlib import Path
 import lxml.html
 import trafilatura
 
+from pipeline.build.extract import ExtractSettings, decode_html, run_trafilatura
+from pipeline.build.textnorm import normalize_text
 from pipeline.config import load
-from pipeline.extract import ExtractSettings, decode_html, run_trafilatura
-from pipeline.textnorm import normalize_text
 
 PAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "pages" / "readability"
 _WORD = re.compile(r"\w+")

@@ -5,7 +5,7 @@
 The web runs in its own process (tests/faultweb.py, asyncio), so its CPU is not counted as
 the crawler's. Two clients fetch the same pages in this one process, one after the other:
 
-  webtext   pipeline.crawler.Crawler with the per-host limits on (robots.txt read per host,
+  webtext   pipeline.fetch.crawler.Crawler with the per-host limits on (robots.txt read per host,
             max_per_host, min_host_delay_s), writing every page to a WARC file and the
             fetch-log parts, as a fetch worker does.
   anchor    the OpenWebText scraper's way: a thread pool in which each thread calls
@@ -31,8 +31,8 @@ from pathlib import Path
 import requests
 
 from pipeline.config import load
-from pipeline.crawler import Crawler, FetchTask
-from pipeline.fetch import PartWriter
+from pipeline.fetch.crawler import Crawler, FetchTask
+from pipeline.fetch.stage import PartWriter
 
 REPO = Path(__file__).resolve().parent.parent
 

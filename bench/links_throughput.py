@@ -45,8 +45,8 @@ def child(dump: str, data_root: str) -> None:
     """Run the stage once in this process and print its figures as JSON."""
     import shutil
 
-    from pipeline import links
     from pipeline.config import load
+    from pipeline.links import stage as links
     from tests.conftest import DEMO_CONFIG
 
     shutil.rmtree(data_root, ignore_errors=True)
@@ -65,7 +65,7 @@ def child(dump: str, data_root: str) -> None:
 
 def anchors(dump: str) -> dict[str, float]:
     """CPU seconds for: decompress + split; decompress + split + json.loads per line."""
-    from pipeline.submissions import iter_lines
+    from pipeline.links.submissions import iter_lines
 
     cpu0 = cpu_seconds()
     n = sum(1 for _ in iter_lines(dump))

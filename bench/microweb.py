@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.microweb import generate
+from pipeline.demo import generate
 
 
 def free_port() -> int:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         site = str(out / "a" / "site")
         ours = serve(
-            [sys.executable, "-m", "pipeline.microweb", "serve", site, "--port", str(port)], port
+            [sys.executable, "-m", "pipeline.demo", "serve", site, "--port", str(port)], port
         )
         try:
             ours_rate = load(port, by_host, args.seconds, args.clients)

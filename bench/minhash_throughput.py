@@ -26,9 +26,10 @@ import apache_beam as beam
 import numpy as np
 
 from bench.dedup_quality import make_corpus
-from pipeline import beamio, minhash
+from pipeline import beamio
+from pipeline.build import minhash
+from pipeline.build.dedup import Deduplicate
 from pipeline.config import load
-from pipeline.dedup import Deduplicate
 
 REPO = Path(__file__).resolve().parent.parent
 

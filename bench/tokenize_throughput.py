@@ -5,7 +5,7 @@
 Builds a document Parquet from the readability pages in ../shared (real English web text,
 paragraphs shuffled into documents of a few KB), then times, pinned to the same cores:
   anchor: tiktoken's encode_ordinary_batch(num_threads=1) over the texts already in memory;
-  stage:  `pipeline.tokenize.run` on the DirectRunner, Parquet reading and shard writing included.
+  stage:  `pipeline.tokenize.stage.run` on the DirectRunner, Parquet reading and shard writing included.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import tokenize
+from pipeline.bpe import load_gpt2
 from pipeline.config import load
-from pipeline.tokenizer import load_gpt2
+from pipeline.tokenize import stage as tokenize
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO.parent / "shared" / "pages" / "readability"

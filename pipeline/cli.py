@@ -22,10 +22,13 @@ log = logging.getLogger("webtext")
 
 # stage -> (module, what it does); each module has run(config, data_root, beam_args) -> dict.
 STAGES: dict[str, tuple[str, str]] = {
-    "links": ("pipeline.links", "Reddit submissions -> the >=3-karma link set (links/)"),
-    "fetch": ("pipeline.fetch", "links -> raw responses as WARC + fetch log (fetch/)"),
-    "build": ("pipeline.build", "WARC -> extracted, filtered, deduplicated documents (docs/)"),
-    "tokenize": ("pipeline.tokenize", "documents -> GPT-2 token shards (tokens/)"),
+    "links": ("pipeline.links.stage", "Reddit submissions -> the >=3-karma link set (links/)"),
+    "fetch": ("pipeline.fetch.stage", "links -> raw responses as WARC + fetch log (fetch/)"),
+    "build": (
+        "pipeline.build.stage",
+        "WARC -> extracted, filtered, deduplicated documents (docs/)",
+    ),
+    "tokenize": ("pipeline.tokenize.stage", "documents -> GPT-2 token shards (tokens/)"),
     "train": ("training.train", "token shards -> GPT-2 checkpoints (runs/)"),
     "sample": ("training.sample", "generate text from the latest checkpoint"),
 }
@@ -146,7 +149,7 @@ def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
 
 def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
     from pipeline import beamio
-    from pipeline.microweb import MicroWeb, generate
+    from pipeline.demo import MicroWeb, generate
 
     base = load(args.config, args.overrides)
     seed = base.run.seed if args.seed is None else args.seed
@@ -169,7 +172,7 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
 
 
 def validate(dataset_dir: str) -> int:
-    from pipeline.dataset import validate as check
+    from pipeline.build.dataset import validate as check
 
     problems = check(dataset_dir)
     for problem in problems:
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     from pipeline.beamio import StageError
-    from pipeline.tokenizer import TokenizerError
+    from pipeline.bpe import TokenizerError
 
     try:
         if args.command == "validate":

@@ -70,10 +70,10 @@ run() {
     "$airflow" pools set "${WEBTEXT_GPU_POOL:-gpu}" 1 "GPU slots for training" >/dev/null
 
     log "generating the micro-web (seed $MICROWEB_SEED)"
-    "$PROJECT_PYTHON" -m pipeline.microweb generate "$work/microweb" --seed "$MICROWEB_SEED"
+    "$PROJECT_PYTHON" -m pipeline.demo generate "$work/microweb" --seed "$MICROWEB_SEED"
     local port_file="$work/microweb.port"
     rm -f "$port_file"  # a rerun must wait for this server's port, not read the last one's
-    "$PROJECT_PYTHON" -m pipeline.microweb serve "$work/microweb/site" --port 0 \
+    "$PROJECT_PYTHON" -m pipeline.demo serve "$work/microweb/site" --port 0 \
         --port-file "$port_file" >"$work/microweb.log" 2>&1 &
     MICROWEB_PID=$!
     trap 'kill "$MICROWEB_PID" 2>/dev/null || true' EXIT

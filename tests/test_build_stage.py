@@ -12,9 +12,10 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline import beamio, build
+from pipeline import beamio
+from pipeline.build import stage as build
+from pipeline.build.extract import document_id
 from pipeline.config import load
-from pipeline.extract import document_id
 from pipeline.warc import read_response
 from schemas.records import DEAD_LETTER, DOCUMENT, FETCH, LINK, REMOVED, check_table
 from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pipeline.config import load
-from pipeline.crawler import (
+from pipeline.fetch.crawler import (
     AddressPolicy,
     BodyDecoder,
     Crawler,

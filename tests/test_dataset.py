@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from pipeline import beamio, dataset
+from pipeline import beamio
+from pipeline.build import dataset
+from pipeline.build.textnorm import text_hash
 from pipeline.config import Config, load
-from pipeline.textnorm import text_hash
 from tests.conftest import DEMO_CONFIG
 
 HOSTS = ["example.com", "news.example.org", "blog.example.net"]

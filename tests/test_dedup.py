@@ -12,8 +12,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import beamio
-from pipeline.config import DedupConfig, load
-from pipeline.dedup import (
+from pipeline.build.dedup import (
     ConnectedComponents,
     Deduplicate,
     Rank,
@@ -24,7 +23,8 @@ from pipeline.dedup import (
     small_star,
     union_find_components,
 )
-from pipeline.textnorm import text_hash
+from pipeline.build.textnorm import text_hash
+from pipeline.config import DedupConfig, load
 from tests.conftest import DEMO_CONFIG
 
 VOCAB = [f"w{i}" for i in range(5000)]

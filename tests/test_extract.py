@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.config import load
-from pipeline.crawler import Exchange, FetchResult, FetchTask
-from pipeline.extract import (
+from pipeline.bpe import load_gpt2
+from pipeline.build.extract import (
     EXTRACTOR,
     DocumentBuilder,
     ExtractFailed,
@@ -25,7 +24,8 @@ from pipeline.extract import (
     document_id,
     run_trafilatura,
 )
-from pipeline.tokenizer import load_gpt2
+from pipeline.config import load
+from pipeline.fetch.crawler import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile
 from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
 

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from pipeline import fetch
 from pipeline.config import load
+from pipeline.fetch import stage as fetch
 from pipeline.warc import read_response
 from tests.conftest import DEMO_CONFIG, REPO
 from tests.faultweb import HTML, FaultWeb, Reply
@@ -129,7 +129,7 @@ def test_killing_a_run_loses_only_what_was_in_flight_and_duplicates_nothing(tmp_
         write_links(tmp_path, urls)
         sets = overrides(web, **{"fetch.warc_max_bytes": "1", "fetch.max_per_host": "1",
                                  "fetch.respect_robots": "false"})  # fmt: skip
-        command = [sys.executable, "-m", "pipeline.fetch", "--config", str(DEMO_CONFIG),
+        command = [sys.executable, "-m", "pipeline.fetch.stage", "--config", str(DEMO_CONFIG),
                    "--data-root", str(tmp_path), "-q"]  # fmt: skip
         for s in sets:
             command += ["--set", s]

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pipeline import filters
+from pipeline.build import filters
 from pipeline.config import load
 from tests.conftest import DEMO_CONFIG
 

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from pipeline import beamio, links
+from pipeline import beamio
 from pipeline.config import load
+from pipeline.links import stage as links
 from tests.conftest import DEMO_CONFIG
 from tests.reddit_api_server import RedditApiServer, RedditState, make_submission
 from tests.reddit_dumps import DumpGenerator, write_dump
@@ -198,7 +199,7 @@ def test_an_unknown_karma_rule_is_a_stage_error(tmp_path: Path, karma_dump: Path
 
 
 def test_screening_order_and_date_bounds():
-    from pipeline.submissions import parse_submission
+    from pipeline.links.submissions import parse_submission
 
     rules = links.SubmissionRules.from_config(
         config_with(date_from="2010-01-01", subreddit_blocklist=["r/Spam"]).links
@@ -221,7 +222,7 @@ def test_screening_order_and_date_bounds():
 
 @pytest.mark.parametrize("rule", ["per_submission", "per_url"])
 def test_counters_match_the_micro_webs_ground_truth(tmp_path: Path, rule: str):
-    microweb = pytest.importorskip("pipeline.microweb", reason="the micro-web generator is absent")
+    microweb = pytest.importorskip("pipeline.demo", reason="the micro-web generator is absent")
     truth = microweb.generate(str(tmp_path / "web"), seed=7, scale="tiny")
     config = config_with(dumps=[str(tmp_path / "web" / "dumps" / "*.zst")], karma_rule=rule)
     counters = links.run(config, str(tmp_path / "data"), [])["counters"]

@@ -19,11 +19,11 @@ import pytest
 import zstandard
 
 from pipeline.config import load
-from pipeline.microweb import MicroWeb, generate, load_ground_truth
-from pipeline.microweb.__main__ import main as microweb_main
-from pipeline.microweb.generate import CUTOFF, MONTHS, jaccard, shingles
-from pipeline.microweb.server import SiteIndex
-from pipeline.submissions import MalformedSubmission, iter_lines, parse_submission
+from pipeline.demo import MicroWeb, generate, load_ground_truth
+from pipeline.demo.__main__ import main as microweb_main
+from pipeline.demo.generate import CUTOFF, MONTHS, jaccard, shingles
+from pipeline.demo.server import SiteIndex
+from pipeline.links.submissions import MalformedSubmission, iter_lines, parse_submission
 from pipeline.urls import LinkFilter
 from tests.conftest import DEMO_CONFIG, REPO, require_shared
 
@@ -345,7 +345,7 @@ def test_duplicate_clusters_are_near_and_other_pages_are_far(demo: Path):
 def test_page_lengths_and_languages_match_their_fates(demo: Path):
     import py3langid
 
-    from pipeline.tokenizer import load_gpt2
+    from pipeline.bpe import load_gpt2
 
     ranks = require_shared("tokenizers", "r50k_base.tiktoken")
     config = load(DEMO_CONFIG, [f'tokenizer.ranks_file="{ranks}"'])
@@ -472,7 +472,7 @@ def test_slow_page_outlasts_a_client_deadline_and_stop_is_prompt(tiny: Path):
 
 
 def test_missing_site_says_how_to_make_one(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="pipeline.microweb generate"):
+    with pytest.raises(FileNotFoundError, match="pipeline.demo generate"):
         MicroWeb(tmp_path)
 
 
@@ -487,7 +487,7 @@ def test_generate_command_prints_the_plan(tmp_path: Path, capsys: pytest.Capture
 
 def test_serve_command_writes_its_port_and_stops_on_sigterm(tiny: Path, tmp_path: Path):
     port_file = tmp_path / "port"
-    command = [sys.executable, "-m", "pipeline.microweb", "serve", str(tiny / "site")]
+    command = [sys.executable, "-m", "pipeline.demo", "serve", str(tiny / "site")]
     process = subprocess.Popen(
         [*command, "--port", "0", "--port-file", str(port_file)],
         cwd=REPO,

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from pipeline import minhash
+from pipeline.build import minhash
 
 datasketch = pytest.importorskip("datasketch")
 from datasketch.lsh import _optimal_param  # noqa: E402

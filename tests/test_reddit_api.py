@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pipeline import reddit_api
+from pipeline.links import reddit_api
 from tests.reddit_api_server import (
     CLIENT_SECRET,
     TOKEN,
@@ -91,7 +91,7 @@ def test_exhausted_rate_limit_window_makes_praw_wait_for_the_reset():
 
 
 def test_submission_fields_feed_the_dump_normalizer():
-    from pipeline.submissions import submission_from_fields
+    from pipeline.links.submissions import submission_from_fields
 
     state = RedditState(
         subreddits={"pics": [make_submission(1, "pics", over_18=True, is_self=False)]}

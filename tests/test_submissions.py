@@ -11,13 +11,13 @@ import pytest
 import zstandard
 
 import schemas
-from pipeline.submissions import (
+from pipeline.links.submissions import (
     MalformedSubmission,
     ReadEnd,
     iter_lines,
     parse_submission,
 )
-from pipeline.url_lists import iter_url_list
+from pipeline.links.url_lists import iter_url_list
 from tests.reddit_dumps import DumpGenerator, write_dump
 
 

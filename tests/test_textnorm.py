@@ -8,8 +8,8 @@ import unicodedata
 
 import ftfy
 
-from pipeline import textnorm
-from pipeline.textnorm import normalize_text, text_hash
+from pipeline.build import textnorm
+from pipeline.build.textnorm import normalize_text, text_hash
 
 
 def test_paragraph_breaks_are_kept():

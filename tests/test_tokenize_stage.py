@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import tokenize
 from pipeline.beamio import StageError
+from pipeline.bpe import load_gpt2
 from pipeline.config import Config, load
-from pipeline.tokenizer import load_gpt2
+from pipeline.tokenize import stage as tokenize
 from schemas.tokens import EOT_TOKEN
 
 WORDS = "the cat sat on a mat while rain fell over Paris and 42 naïve coders wrote 😀 tests".split()

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.bpe import EOT_ID, TokenizerError, load_gpt2
 from pipeline.config import TokenizerConfig
-from pipeline.tokenizer import EOT_ID, TokenizerError, load_gpt2
 
 
 def test_local_ranks_give_gpt2_ids(ranks_file: Path) -> None:

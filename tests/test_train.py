@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pipeline import tokenize
 from pipeline.beamio import StageError
 from pipeline.config import Config, load
+from pipeline.tokenize import stage as tokenize
 from schemas.tokens import TokenShardHeader
 from tests.conftest import DEMO_CONFIG
 from training import train

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pipeline.bpe import load_gpt2
 from pipeline.config import TokenizerConfig
-from pipeline.tokenize import TRAIN, VAL, PackedDocs, concat_documents, pack, split_of
-from pipeline.tokenizer import load_gpt2
+from pipeline.tokenize.stage import TRAIN, VAL, PackedDocs, concat_documents, pack, split_of
 from schemas.tokens import HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from pipeline import beamio
+from pipeline.bpe import load_gpt2
 from pipeline.config import Config
-from pipeline.tokenizer import load_gpt2
 from training.model import GPT, GPTConfig
 from training.train import list_checkpoints, load_checkpoint
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.submissions import MalformedSubmission, ReadEnd, Submission, iter_lines
+from pipeline.links.submissions import MalformedSubmission, ReadEnd, Submission, iter_lines
 
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".zst", ".zstd")
 PARQUET_BATCH_ROWS = 65536

@@ -45,8 +45,7 @@ import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline import beamio
-from pipeline.config import DedupConfig
-from pipeline.minhash import (
+from pipeline.build.minhash import (
     LshParams,
     MinHasher,
     band_keys,
@@ -56,6 +55,7 @@ from pipeline.minhash import (
     shingle_hashes,
     shingle_set,
 )
+from pipeline.config import DedupConfig
 
 log = logging.getLogger("webtext")
 

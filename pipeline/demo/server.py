@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from pipeline.microweb.generate import ROUTES_FILE, status_page
+from pipeline.demo.generate import ROUTES_FILE, status_page
 from pipeline.urls import normalize_host
 
 # Query keys the server ignores, like link normalization does ("utm_" is a prefix).
@@ -72,7 +72,7 @@ class SiteIndex:
         index_path = site_dir / ROUTES_FILE
         if not index_path.is_file():
             raise FileNotFoundError(
-                f"{index_path} does not exist: run `python -m pipeline.microweb generate DIR` "
+                f"{index_path} does not exist: run `python -m pipeline.demo generate DIR` "
                 "and serve DIR/site"
             )
         index = json.loads(index_path.read_text(encoding="utf-8"))

@@ -31,9 +31,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 import schemas
-from pipeline import beamio, reddit_api
+from pipeline import beamio
 from pipeline.config import Config, LinksConfig
-from pipeline.submissions import (
+from pipeline.links import reddit_api
+from pipeline.links.submissions import (
     MalformedSubmission,
     ReadEnd,
     Submission,
@@ -41,7 +42,7 @@ from pipeline.submissions import (
     parse_submission,
     submission_from_fields,
 )
-from pipeline.url_lists import iter_url_list
+from pipeline.links.url_lists import iter_url_list
 from pipeline.urls import LinkFilter, host_of_normalized
 
 STAGE = "links"

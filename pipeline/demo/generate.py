@@ -34,7 +34,7 @@ from typing import Any
 
 import zstandard
 
-from pipeline.microweb.text import (
+from pipeline.demo.text import (
     FOREIGN_TEXTS,
     WORDS,
     Article,

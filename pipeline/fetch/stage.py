@@ -36,9 +36,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquet
 
 import schemas
-from pipeline import archive, beamio
+from pipeline import beamio
 from pipeline.config import Config
-from pipeline.crawler import Crawler, FetchResult, FetchTask
+from pipeline.fetch import archive
+from pipeline.fetch.crawler import Crawler, FetchResult, FetchTask
 from pipeline.warc import WarcFile
 
 log = logging.getLogger("webtext")

@@ -42,10 +42,10 @@ import htmldate
 import trafilatura
 
 from pipeline import beamio
+from pipeline.bpe import load_gpt2
+from pipeline.build.filters import Rejection, check_content, check_length
+from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import BuildConfig, TokenizerConfig
-from pipeline.filters import Rejection, check_content, check_length
-from pipeline.textnorm import normalize_text, text_hash, word_count
-from pipeline.tokenizer import load_gpt2
 from pipeline.urls import host_of
 from pipeline.warc import read_response
 

@@ -3,13 +3,13 @@ and the tests. `generate` plants it and returns the `GroundTruth`; `MicroWeb` se
 127.0.0.1. See docs/microweb.md.
 """
 
-from pipeline.microweb.generate import (
+from pipeline.demo.generate import (
     SCALES,
     GroundTruth,
     PlantedLink,
     generate,
     load_ground_truth,
 )
-from pipeline.microweb.server import MicroWeb
+from pipeline.demo.server import MicroWeb
 
 __all__ = ["SCALES", "GroundTruth", "MicroWeb", "PlantedLink", "generate", "load_ground_truth"]

@@ -1,6 +1,6 @@
 """The fetch engine: a polite, safe crawler that keeps many requests in flight.
 
-Plain code with no Beam in it; `pipeline/fetch.py` runs one `Crawler` per batch of hosts.
+Plain code with no Beam in it; `pipeline/fetch/stage.py` runs one `Crawler` per batch of hosts.
 
     crawler = Crawler(config.fetch, config.links)
     for result in crawler.crawl([FetchTask(url, normalized_url), ...]):
@@ -47,8 +47,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from pipeline import archive
 from pipeline.config import FetchConfig, LinksConfig
+from pipeline.fetch import archive
 from pipeline.urls import link_drop_reason
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -449,7 +449,7 @@ class _BlockAllCookies(requests.cookies.cookielib.DefaultCookiePolicy):
 class _Job:
     task: FetchTask
     url: str
-    kind: str = "page"  # page, robots, or an archive step (see pipeline.archive)
+    kind: str = "page"  # page, robots, or an archive step (see pipeline.fetch.archive)
     hops: list[str] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
     attempts: int = 0  # on the current hop

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import beamio
+from pipeline.bpe import load_gpt2
 from pipeline.config import Config, TokenizerConfig
-from pipeline.tokenizer import load_gpt2
 from schemas.records import DEAD_LETTER
 from schemas.tokens import EOT_TOKEN, HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
 

@@ -35,8 +35,8 @@ from apache_beam.io.filesystems import FileSystems
 
 import schemas
 from pipeline import beamio
+from pipeline.build.dedup import convergence_problem
 from pipeline.config import Config
-from pipeline.dedup import convergence_problem
 from schemas.records import SCHEMA_VERSION_KEY
 
 log = logging.getLogger("webtext")

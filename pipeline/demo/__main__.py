@@ -1,5 +1,5 @@
-"""`python -m pipeline.microweb generate OUT_DIR --seed N [--scale demo|tiny]`
-`python -m pipeline.microweb serve SITE_DIR [--host 127.0.0.1] [--port 0] [--port-file F]`
+"""`python -m pipeline.demo generate OUT_DIR --seed N [--scale demo|tiny]`
+`python -m pipeline.demo serve SITE_DIR [--host 127.0.0.1] [--port 0] [--port-file F]`
 
 `serve` writes the port to --port-file (atomically) once it is listening, so a parent
 process (Airflow, a shell script) can wait for the file and then point
@@ -15,13 +15,13 @@ import sys
 import threading
 from pathlib import Path
 
-from pipeline.microweb.generate import SCALES, generate
-from pipeline.microweb.server import MicroWeb
+from pipeline.demo.generate import SCALES, generate
+from pipeline.demo.server import MicroWeb
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.microweb",
+        prog="python -m pipeline.demo",
         description="Generate or serve the embedded micro-web (synthetic Reddit dump + web).",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -5,13 +5,13 @@
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
         --BatchPages-->     PAGES_PER_BATCH pages per round trip to the extractor child
-        --Extract-->        in a killable child process (pipeline.extract): read the WARC
+        --Extract-->        in a killable child process (pipeline.build.extract): read the WARC
                             record, decode, trafilatura, normalize, language, the filters'
-                            verdict (pipeline.filters), word and GPT-2 token counts
+                            verdict (pipeline.build.filters), word and GPT-2 token counts
         --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
                             pages, language, length
-        --Deduplicate-->    exact and MinHash near-duplicates (pipeline.dedup)
-        --WriteDocuments--> pipeline.dataset: docs/documents-*.parquet (schemas.DOCUMENT) and
+        --Deduplicate-->    exact and MinHash near-duplicates (pipeline.build.dedup)
+        --WriteDocuments--> pipeline.build.dataset: docs/documents-*.parquet (schemas.DOCUMENT) and
                             docs/removed/removed-*.parquet (schemas.REMOVED: every dropped
                             document and why), then the manifest and the dataset card
     and docs/dead-letter-*.parquet (fetch-log rows that could not be used), docs/_summary.json.
@@ -29,17 +29,18 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from pipeline import beamio, dataset
-from pipeline.config import BuildConfig, Config
-from pipeline.dedup import Deduplicate
-from pipeline.extract import (
+from pipeline import beamio
+from pipeline.build import dataset
+from pipeline.build.dedup import Deduplicate
+from pipeline.build.extract import (
     DocumentBuilder,
     ExtractFailed,
     ExtractorProcess,
     StoredPage,
     document_id,
 )
-from pipeline.filters import Rejection, wikipedia
+from pipeline.build.filters import Rejection, wikipedia
+from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
 from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
 
@@ -182,7 +183,7 @@ class Extract(beam.DoFn):
     be read.
 
     The pages' own work, from reading the record to the filters' verdict, runs in this
-    instance's extractor child (pipeline.extract), a batch per round trip and a time limit
+    instance's extractor child (pipeline.build.extract), a batch per round trip and a time limit
     per page.
     """
 
@@ -317,7 +318,7 @@ class BuildDocuments(beam.PTransform):
 
 
 def _clear_outputs(docs_dir: str) -> None:
-    """A rerun replaces the dead letters (pipeline.dataset replaces its own shards)."""
+    """A rerun replaces the dead letters (pipeline.build.dataset replaces its own shards)."""
     stale = beamio.match(beamio.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
     if stale:
         FileSystems.delete(stale)

@@ -1,0 +1,1 @@
+"""The fetch stage: its Beam wiring in stage.py, its plain logic in the modules beside it."""
