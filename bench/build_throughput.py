@@ -77,7 +77,6 @@ from pipeline.build.extract import (
     StoredPage,
     check_body,
     count_tokens,
-    decode_html,
     detect_language,
     run_trafilatura,
 )
@@ -85,6 +84,7 @@ from pipeline.build.filters import check_content, check_length
 from pipeline.build.stage import PAGES_PER_BATCH, BuildDocuments, stored_page
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import Config, load
+from pipeline.content import decode_html
 from pipeline.warc import read_response
 from schemas.records import FETCH, LINK
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import lxml.html
 import trafilatura
 
-from pipeline.build.extract import ExtractSettings, decode_html, run_trafilatura
+from pipeline.build.extract import ExtractSettings, run_trafilatura
 from pipeline.build.textnorm import normalize_text
 from pipeline.config import load
+from pipeline.content import decode_html
 
 PAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "pages" / "readability"
 _WORD = re.compile(r"\w+")

@@ -16,10 +16,7 @@ from pipeline.fetch.crawler import (
     FetchResult,
     FetchTask,
     StepFailure,
-    choose_charset,
-    judge_content_type,
     retry_after_seconds,
-    sniff_html,
 )
 from tests.conftest import DEMO_CONFIG
 from tests.faultweb import (
@@ -75,31 +72,6 @@ def web():
 
 
 # --- plain functions ---------------------------------------------------------------------------
-
-
-def test_sniffing_tells_html_from_binary_and_unknown():
-    assert sniff_html(b"\xef\xbb\xbf  <!DOCTYPE html><html>") is True
-    assert sniff_html(b"%PDF-1.4 ...") is False
-    assert sniff_html(b"\x89PNG\r\n") is False
-    assert sniff_html(b"just some words") is None
-
-
-def test_content_type_is_judged_by_header_and_sniffing():
-    assert judge_content_type("text/html", b"<html>") is None
-    assert judge_content_type("text/html", b"%PDF-1.7") == "sniffed_binary"
-    assert judge_content_type("application/octet-stream", b"<html><body>") is None
-    assert judge_content_type("", b"plain words") == "sniffed_not_html"
-    assert judge_content_type("application/pdf", b"<html>") == "header"
-
-
-def test_charset_comes_from_header_then_meta_then_detection():
-    text = "Café au lait, crème brûlée, naïve façade. " * 20
-    assert choose_charset("text/html; charset=utf-8", text.encode("utf-8")) == ("utf-8", "header")
-    meta = b'<meta charset="windows-1252">' + text.encode("cp1252")
-    assert choose_charset("text/html; charset=utf-8", meta) == ("cp1252", "meta")
-    assert choose_charset("text/html; charset=no-such-charset", meta) == ("cp1252", "meta")
-    charset, where = choose_charset("text/html", text.encode("utf-8"))
-    assert (charset, where) == ("utf-8", "detected")
 
 
 def test_retry_after_reads_seconds_and_http_dates():

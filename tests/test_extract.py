@@ -19,7 +19,6 @@ from pipeline.build.extract import (
     ExtractSettings,
     StoredPage,
     count_tokens,
-    decode_html,
     detect_language,
     document_id,
     run_trafilatura,
@@ -92,60 +91,6 @@ def config():
 @pytest.fixture(scope="module")
 def builder(config):
     return DocumentBuilder(config.build, config.tokenizer, run_trafilatura)
-
-
-# ---- decoding -----------------------------------------------------------------------------
-
-
-def test_utf8_without_declaration_decodes():
-    assert decode_html("<p>naïve café 東京</p>".encode()) == "<p>naïve café 東京</p>"
-
-
-def test_cp1252_declared_in_http_header_decodes():
-    body = "<p>“Smart quotes” – and €5</p>".encode("cp1252")
-    assert decode_html(body, "windows-1252") == "<p>“Smart quotes” – and €5</p>"
-
-
-def test_iso_8859_1_label_is_read_as_cp1252():
-    # servers label cp1252 text as ISO-8859-1; 0x93/0x94 are quotes in cp1252, controls in latin-1
-    body = "<p>“quoted” café</p>".encode("cp1252")
-    assert decode_html(body, "ISO-8859-1") == "<p>“quoted” café</p>"
-
-
-def test_latin1_declared_in_meta_decodes():
-    html = '<html><head><meta charset="iso-8859-1"></head><body>Crème brûlée à la française</body>'
-    assert decode_html(html.encode("latin-1")) == html
-
-
-def test_latin1_without_any_declaration_decodes():
-    text = "Les élèves ont mangé une crème brûlée à côté de la forêt, déjà très âgée. " * 8
-    body = f"<html><body><p>{text}</p></body></html>".encode("latin-1")
-    assert text in decode_html(body)
-
-
-def test_shift_jis_declared_in_meta_decodes():
-    html = (
-        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
-        "</head><body><p>東京の天気は晴れです。今日はとても暑い日になりました。</p></body></html>"
-    )
-    assert decode_html(html.encode("shift_jis")) == html
-
-
-def test_shift_jis_declared_in_http_header_decodes():
-    html = "<p>日本語のページです。文字化けしてはいけません。</p>"
-    assert decode_html(html.encode("shift_jis"), "Shift_JIS") == html
-
-
-def test_utf8_body_mislabelled_as_latin1_decodes_as_utf8():
-    assert decode_html("<p>naïve — café</p>".encode(), "iso-8859-1") == "<p>naïve — café</p>"
-
-
-def test_utf8_bom_is_honoured_and_dropped():
-    assert decode_html(b"\xef\xbb\xbf<p>caf\xc3\xa9</p>", "iso-8859-1") == "<p>café</p>"
-
-
-def test_unknown_charset_label_falls_back():
-    assert decode_html(b"<p>plain</p>", "x-no-such-charset") == "<p>plain</p>"
 
 
 # ---- the document row ---------------------------------------------------------------------

@@ -25,19 +25,16 @@ Failures raise `ExtractFailed` with a reason; the stage counts them as
 
 from __future__ import annotations
 
-import codecs
 import functools
 import gc
 import hashlib
 import multiprocessing
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-import charset_normalizer
 import htmldate
 import trafilatura
 
@@ -46,6 +43,7 @@ from pipeline.bpe import load_gpt2
 from pipeline.build.filters import Rejection, check_content, check_length
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import BuildConfig, TokenizerConfig
+from pipeline.content import SNIFF_BYTES, decode_html, judge_content_type, mime_of
 from pipeline.urls import host_of
 from pipeline.warc import read_response
 
@@ -55,36 +53,6 @@ EXTRACTOR = f"trafilatura {trafilatura.__version__}"
 # keep/remove decision (language and score) as the whole text; 200 already miss one.
 LANGUAGE_SAMPLE_CHARS = 300
 STARTUP_TIMEOUT_S = 120.0  # a cold child on a busy machine; far above the usual second
-HTML_TYPES = ("text/html", "application/xhtml+xml", "")
-# WHATWG: these labels are decoded as windows-1252, which is what servers send under them.
-_CP1252_LABELS = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii"}
-_LATIN_SINGLE_BYTE = {
-    codecs.lookup(n).name
-    for n in (
-        "latin-1",
-        "iso8859-2",
-        "iso8859-3",
-        "iso8859-4",
-        "iso8859-9",
-        "iso8859-10",
-        "iso8859-13",
-        "iso8859-14",
-        "iso8859-15",
-        "iso8859-16",
-        "cp1250",
-        "cp1252",
-        "cp1254",
-        "cp1257",
-        "cp1258",
-        "mac-roman",
-        "mac-latin2",
-        "mac-iceland",
-        "mac-turkish",
-        "cp437",
-        "cp850",
-    )
-}
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 
 
 class ExtractFailed(Exception):
@@ -149,51 +117,6 @@ class StoredPage:
 def document_id(normalized_url: str) -> str:
     """A stable id for a document: the first 128 bits of SHA-256 of its normalized URL."""
     return hashlib.sha256(normalized_url.encode("utf-8")).hexdigest()[:32]
-
-
-def is_html(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type in HTML_TYPES
-
-
-def _codec(label: str | None) -> str | None:
-    if not label:
-        return None
-    label = label.strip().strip("\"'").lower()
-    if label in _CP1252_LABELS:
-        return "cp1252"
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return None
-
-
-def decode_html(body: bytes, declared_charset: str | None = None) -> str:
-    """Decode a response body: BOM, then UTF-8, then the HTTP or <meta> charset, then a guess.
-
-    UTF-8 goes before the declared charset because a non-ASCII body that decodes as UTF-8
-    almost never is anything else, while servers often declare ISO-8859-1 and send UTF-8.
-    Undeclared non-UTF-8 bodies get charset_normalizer's guess when it is a non-Latin
-    encoding (Shift_JIS, cp1251, ...), and windows-1252 otherwise.
-    """
-    if body.startswith(codecs.BOM_UTF8):
-        return body[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
-    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return body.decode("utf-16", errors="replace")
-    meta = _META_CHARSET.search(body[:4096])
-    declared = [_codec(declared_charset), _codec(meta.group(1).decode() if meta else None)]
-    for name in ["utf-8", *(c for c in declared if c)]:
-        try:
-            return body.decode(name)
-        except UnicodeDecodeError:
-            continue
-    guess = charset_normalizer.from_bytes(body[:65536]).best()
-    name = _codec(guess.encoding) if guess else None
-    if name is None or name in _LATIN_SINGLE_BYTE:
-        # Telling one Latin code page from another by statistics is guesswork; like browsers,
-        # read an undeclared Western page as windows-1252.
-        name = "cp1252"
-    return body.decode(name, errors="replace")
 
 
 def run_trafilatura(html: str, url: str | None, settings: ExtractSettings) -> Extraction | None:
@@ -426,8 +349,9 @@ def check_body(body: bytes, content_type: str | None, max_bytes: int) -> None:
     """ExtractFailed unless the body is non-empty HTML of at most `max_bytes`."""
     if len(body) > max_bytes:
         raise ExtractFailed("too_large", f"{len(body)} bytes > {max_bytes}")
-    if not is_html(content_type):
-        raise ExtractFailed("not_html", content_type or "")
+    verdict = judge_content_type(mime_of(content_type), body[:SNIFF_BYTES])
+    if verdict is not None:
+        raise ExtractFailed("not_html", f"{verdict}:{content_type or 'none'}")
     if not body or body.isspace():  # strip() would copy the body
         raise ExtractFailed("empty_body")
 

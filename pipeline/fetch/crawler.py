@@ -21,12 +21,10 @@ cut off even while a read is blocked.
 
 from __future__ import annotations
 
-import codecs
 import heapq
 import ipaddress
 import itertools
 import random
-import re
 import socket
 import threading
 import time
@@ -48,13 +46,18 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pipeline.config import FetchConfig, LinksConfig
+from pipeline.content import (
+    AMBIGUOUS_TYPES,
+    HTML_TYPES,
+    SNIFF_BYTES,
+    charset_param,
+    choose_charset,
+    judge_content_type,
+    mime_of,
+)
 from pipeline.fetch import archive
 from pipeline.urls import link_drop_reason
 
-HTML_TYPES = {"text/html", "application/xhtml+xml"}
-# Types that say nothing about the body: the first bytes decide.
-AMBIGUOUS_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/unknown"}
-SNIFF_BYTES = 1024
 # Failures that belong to the host, not to the request that met them.
 HOST_FAILURES = {"blocked_address", "dns_error", "bad_url"}
 CHUNK_BYTES = 64 * 1024
@@ -63,26 +66,6 @@ BOMB_MIN_DECODED = 64 * 1024
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 # Live failures after which the archive is worth asking: the page may simply be gone.
 ARCHIVE_WORTHY = {"dns_error", "connection_error", "timeout", "http_4xx", "http_5xx", "tls_error"}
-BINARY_MAGIC = (
-    b"\x89PNG",
-    b"GIF8",
-    b"\xff\xd8\xff",
-    b"%PDF",
-    b"PK\x03\x04",
-    b"\x1f\x8b",
-    b"ID3",
-    b"OggS",
-    b"RIFF",
-    b"\x00\x00\x01\x00",
-    b"fLaC",
-    b"BM",
-    b"\x7fELF",
-    b"MZ",
-)
-HTML_MARKERS = re.compile(
-    rb"<(!doctype\s+html|html|head|body|title|meta|script|div|p|a\s|table|h1|br|!--)", re.I
-)
-META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,85 +148,6 @@ class AddressPolicy:
         if self.allow_private or any(ip in net for net in self.extra_public):
             return True
         return ip.is_global and not ip.is_multicast
-
-
-def mime_of(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def charset_param(content_type: str | None) -> str | None:
-    for part in (content_type or "").split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip("\"'") or None
-    return None
-
-
-def sniff_html(head: bytes) -> bool | None:
-    """True for HTML, False for a known binary format, None when the bytes do not say."""
-    head = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(BINARY_MAGIC) or b"\x00" in head:
-        return False
-    if HTML_MARKERS.search(head):
-        return True
-    return None
-
-
-def judge_content_type(header_mime: str, head: bytes) -> str | None:
-    """None when the body is HTML by header and sniffing, else the reason it is not."""
-    sniffed = sniff_html(head)
-    if header_mime in HTML_TYPES:
-        return "sniffed_binary" if sniffed is False else None
-    if header_mime in AMBIGUOUS_TYPES:
-        return None if sniffed else "sniffed_not_html"
-    return "header"
-
-
-def known_codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
-def choose_charset(content_type: str | None, body: bytes) -> tuple[str | None, str]:
-    """The body's charset: the header's, then the meta tag's, then detection.
-
-    A declared charset that is unknown or does not decode the body is passed over.
-    Returns (codec name or None when nothing fits, where it came from).
-    """
-    candidates = [
-        ("header", known_codec(charset_param(content_type))),
-        ("meta", known_codec(_meta_charset(body))),
-    ]
-    for where, name in candidates:
-        if name and _decodes(body, name):
-            return name, where
-    import charset_normalizer  # imported late: only pages without a usable declaration
-
-    best = charset_normalizer.from_bytes(body[:200_000]).best()
-    if best is not None:
-        return known_codec(best.encoding) or best.encoding, "detected"
-    return None, "none"
-
-
-def _meta_charset(body: bytes) -> str | None:
-    m = META_CHARSET.search(body[:4096])
-    return m.group(1).decode("ascii", "replace") if m else None
-
-
-def _decodes(body: bytes, codec: str) -> bool:
-    try:
-        body.decode(codec)
-    except (UnicodeDecodeError, LookupError):
-        # A truncated body may end inside a multi-byte character.
-        try:
-            body[:-4].decode(codec) if len(body) > 4 else body.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            return False
-    return True
 
 
 class BodyDecoder:
@@ -920,8 +824,8 @@ class Crawler:
         if not judged:
             self._judge(header_mime, decoder.head(), response.status_code)
         body = decoder.body()
-        charset, _ = choose_charset(content_type, body)
-        if charset is None and body:
+        charset, where = choose_charset(body, charset_param(content_type))
+        if where == "undetected" and body:
             raise StepFailure("undecodable", "charset", response.status_code)
         sniffed_mime = header_mime if header_mime in HTML_TYPES else "text/html"
         return _Page(body, decoder.truncated, sniffed_mime, charset, complete=not decoder.truncated)
@@ -1093,8 +997,8 @@ class Crawler:
         truncated = len(archived.body) > len(body)
         if truncated and self.config.oversize == "drop":
             raise StepFailure("archive_miss", "archived too_large")
-        charset, _ = choose_charset(content_type, body)
-        if charset is None and body:
+        charset, where = choose_charset(body, charset_param(content_type))
+        if where == "undetected" and body:
             raise StepFailure("archive_miss", "archived undecodable")
         mime = mime_of(content_type) if mime_of(content_type) in HTML_TYPES else "text/html"
         page = _Page(body, truncated, mime, charset, complete=True)
