@@ -21,8 +21,9 @@ import zstandard
 from pipeline.config import load
 from pipeline.demo import MicroWeb, generate, load_ground_truth
 from pipeline.demo.__main__ import main as microweb_main
-from pipeline.demo.generate import CUTOFF, MONTHS, jaccard, shingles
+from pipeline.demo.reddit_dump import CUTOFF, MONTHS
 from pipeline.demo.server import SiteIndex
+from pipeline.demo.text import jaccard, shingles
 from pipeline.links.submissions import MalformedSubmission, iter_lines, parse_submission
 from pipeline.urls import LinkFilter
 from tests.conftest import DEMO_CONFIG, REPO, require_shared

@@ -15,7 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from pipeline.demo.generate import SCALES, generate
+from pipeline.demo.generate import generate
+from pipeline.demo.scales import SCALES
 from pipeline.demo.server import MicroWeb
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from pipeline.demo.generate import ROUTES_FILE, status_page
+from pipeline.demo.pages import status_page
+from pipeline.demo.site import ROUTES_FILE
 from pipeline.urls import normalize_host
 
 # Query keys the server ignores, like link normalization does ("utm_" is a prefix).

@@ -7,7 +7,8 @@ of the pure-Python standard library modules, found by name in `sys.stdlib_module
 lists, no doctest lines, and nothing that reads like a junk page (cookie notices, "not
 found", robot checks) or a Wikipedia copy, so the build stage's filters keep every article.
 
-The few non-English pages use short passages written for this project.
+The few non-English pages use short passages written for this project. Below them: slugs,
+word 5-gram Jaccard, and the near copies of an article that the dedup stage must find.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _SKIP_PACKAGES = frozenset(
     }
 )
 MIN_PARAGRAPH_WORDS = 12
+NEAR_DUP_MIN_JACCARD = 0.94  # word 5-gram Jaccard of each near copy to its original
+SHINGLE = 5
 # A module's docstring, or the docstring right under a one-line `def` or `class`. A regular
 # expression rather than `ast`: parsing the whole library costs seconds, this a fraction.
 _DOCSTRING = re.compile(
@@ -278,3 +281,35 @@ WORDS = (
     "spruce summit sumac talon thistle thunder tidal timber topaz tundra valley velvet willow "
     "walnut wren yarrow zephyr"
 ).split()
+
+
+def shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
+    words = text.lower().split()
+    return {tuple(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))}
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+
+
+def slugify(text: str, max_words: int = 6) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(words[:max_words]) or "page"
+
+
+def near_copy(article: Article, rng: random.Random) -> Article:
+    """The article with a few words changed, the way a syndicated copy drifts."""
+    while True:
+        paragraphs = [p.split() for p in article.paragraphs]
+        positions = [(i, j) for i, p in enumerate(paragraphs) for j in range(len(p))]
+        edits = max(1, article.words // 200)
+        for i, j in rng.sample(positions[SHINGLE:-SHINGLE], edits):
+            paragraphs[i][j] = rng.choice(WORDS)
+        copy = Article(article.title, tuple(" ".join(p) for p in paragraphs))
+        if jaccard(body_text(copy), body_text(article)) >= NEAR_DUP_MIN_JACCARD:
+            return copy
+
+
+def body_text(article: Article) -> str:
+    return "\n\n".join(article.paragraphs)
