@@ -440,43 +440,60 @@ class Planter:
         for i in range(s.self_posts):
             removed = ("selftext", "author")[i % 2] if i % 10 < 2 else None
             self.post(None, "self", rng.choice(IN_RANGE), high_score(rng), title(), removed=removed)
-        for i in range(s.media):
-            host = self.random_host()
-            slug = slugify(title())
-            key = base36(rng.randrange(36**6, 36**7))
-            url = (
-                f"http://imgur.com/{key}",
-                f"http://i.imgur.com/{key}.jpg",
-                f"https://www.youtube.com/watch?v={key}",
-                f"https://youtu.be/{key}",
-                f"https://gfycat.com/{key.title()}",
-                f"http://{host.name}/images/{slug}.png",
-                f"http://{host.name}/media/{slug}.mp4",
-                f"http://{host.name}/files/{slug}.pdf",
-            )[i % 8]
-            self.post(url, "blocked_domain", rng.choice(IN_RANGE), high_score(rng), title())
-        for i in range(s.reddit_internal):
-            other = base36(rng.randrange(36**5, 36**6))
-            sub = rng.choice(SUBREDDITS)
-            url = (
-                f"http://www.reddit.com/r/{sub}/comments/{other}/{slugify(title())}/",
-                f"https://redd.it/{other}",
-                f"https://old.reddit.com/r/{sub}/wiki/index",
-            )[i % 3]
-            self.post(url, "blocked_domain", rng.choice(IN_RANGE), high_score(rng), title())
-        for i in range(s.wikipedia):
-            page = slugify(title(), 3).replace("-", "_").title()
-            url = (
-                f"http://en.wikipedia.org/wiki/{page}",
-                f"https://de.m.wikipedia.org/wiki/{page}",
-                f"https://en.m.wikipedia.org/wiki/{page}",
-                f"http://fr.wikipedia.org/wiki/{page}",
-                f"https://commons.wikimedia.org/wiki/Category:{page}",
-                f"https://en.wiktionary.org/wiki/{rng.choice(WORDS)}",
-            )[i % 6]
-            self.post(url, "wikipedia", rng.choice(IN_RANGE), high_score(rng), title())
+        # Each of these submissions links to one of a few URL forms, in turn.
+        url_forms_by_reason = (
+            (s.media, "blocked_domain", lambda: media_urls(rng, self.hosts)),
+            (s.reddit_internal, "blocked_domain", lambda: reddit_urls(rng)),
+            (s.wikipedia, "wikipedia", lambda: wikipedia_urls(rng)),
+        )
+        for count, reason, url_forms in url_forms_by_reason:
+            for i in range(count):
+                forms = url_forms()
+                url = forms[i % len(forms)]
+                self.post(url, reason, rng.choice(IN_RANGE), high_score(rng), title())
         for i in range(s.after_date):
             month = rng.choice(AFTER_RANGE)
             created = CUTOFF if i == 0 else None  # the cut-off itself is out
             url, t = unique_link()
             self.post(url, "out_of_dates", month, high_score(rng), t, created)
+
+
+def media_urls(rng: random.Random, hosts: list[Host]) -> tuple[str, ...]:
+    """The forms of a link to an image or video host, or to a media file on an article host."""
+    host = rng.choice(hosts)
+    slug = slugify(headlines(rng, 1)[0])
+    key = base36(rng.randrange(36**6, 36**7))
+    return (
+        f"http://imgur.com/{key}",
+        f"http://i.imgur.com/{key}.jpg",
+        f"https://www.youtube.com/watch?v={key}",
+        f"https://youtu.be/{key}",
+        f"https://gfycat.com/{key.title()}",
+        f"http://{host.name}/images/{slug}.png",
+        f"http://{host.name}/media/{slug}.mp4",
+        f"http://{host.name}/files/{slug}.pdf",
+    )
+
+
+def reddit_urls(rng: random.Random) -> tuple[str, ...]:
+    """The forms of a link into Reddit itself."""
+    other = base36(rng.randrange(36**5, 36**6))
+    sub = rng.choice(SUBREDDITS)
+    return (
+        f"http://www.reddit.com/r/{sub}/comments/{other}/{slugify(headlines(rng, 1)[0])}/",
+        f"https://redd.it/{other}",
+        f"https://old.reddit.com/r/{sub}/wiki/index",
+    )
+
+
+def wikipedia_urls(rng: random.Random) -> tuple[str, ...]:
+    """The forms of a link to Wikipedia or a sister project."""
+    page = slugify(headlines(rng, 1)[0], 3).replace("-", "_").title()
+    return (
+        f"http://en.wikipedia.org/wiki/{page}",
+        f"https://de.m.wikipedia.org/wiki/{page}",
+        f"https://en.m.wikipedia.org/wiki/{page}",
+        f"http://fr.wikipedia.org/wiki/{page}",
+        f"https://commons.wikimedia.org/wiki/Category:{page}",
+        f"https://en.wiktionary.org/wiki/{rng.choice(WORDS)}",
+    )
