@@ -316,11 +316,6 @@ def remove_leftovers(fetch_dir: str, old_log: bool) -> dict[str, int]:
     return {"temporary_files_removed": len(tmp), "orphan_warcs_removed": len(orphans)}
 
 
-def log_pattern(data_root: str) -> str:
-    """The glob of the consolidated fetch log, one row per normalized_url."""
-    return beamio.join(beamio.stage_dir(data_root, STAGE), f"{LOG_PREFIX}-*.parquet")
-
-
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
     beamio.check_data_root(config, data_root, STAGE)
     _check_config(config)
