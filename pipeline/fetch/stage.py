@@ -39,7 +39,8 @@ import schemas
 from pipeline import beamio
 from pipeline.config import Config
 from pipeline.fetch import archive
-from pipeline.fetch.crawler import Crawler, FetchResult, FetchTask
+from pipeline.fetch.crawler import Crawler
+from pipeline.fetch.records import FetchResult, FetchTask
 from pipeline.warc import WarcFile
 
 log = logging.getLogger("webtext")
