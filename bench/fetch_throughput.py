@@ -31,7 +31,8 @@ from pathlib import Path
 import requests
 
 from pipeline.config import load
-from pipeline.fetch.crawler import Crawler, FetchTask
+from pipeline.fetch.crawler import Crawler
+from pipeline.fetch.records import FetchTask
 from pipeline.fetch.stage import PartWriter
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 from zlib_ng import zlib_ng
 
-from pipeline.fetch.crawler import Exchange, FetchResult
+from pipeline.fetch.records import Exchange, FetchResult
 
 SOFTWARE = "webtext fetch (warcio)"
 _GZIP_MAGIC = b"\x1f\x8b"

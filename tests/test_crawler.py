@@ -9,15 +9,9 @@ import time
 import pytest
 
 from pipeline.config import load
-from pipeline.fetch.crawler import (
-    AddressPolicy,
-    BodyDecoder,
-    Crawler,
-    FetchResult,
-    FetchTask,
-    StepFailure,
-    retry_after_seconds,
-)
+from pipeline.fetch.crawler import Crawler
+from pipeline.fetch.records import FetchResult, FetchTask, StepFailure
+from pipeline.fetch.transport import AddressPolicy, BodyDecoder, retry_after_seconds
 from tests.conftest import DEMO_CONFIG
 from tests.faultweb import (
     HTML,

@@ -24,7 +24,7 @@ from pipeline.build.extract import (
     run_trafilatura,
 )
 from pipeline.config import load
-from pipeline.fetch.crawler import Exchange, FetchResult, FetchTask
+from pipeline.fetch.records import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile
 from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
 

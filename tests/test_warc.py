@@ -13,7 +13,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline import warc
-from pipeline.fetch.crawler import Exchange, FetchResult, FetchTask
+from pipeline.fetch.records import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile, read_response
 from tests.conftest import require_shared
 

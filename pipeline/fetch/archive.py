@@ -1,7 +1,10 @@
 """Archive fallback for links that are dead today: Common Crawl first, the Wayback Machine second.
 
-Plain functions that build the lookup URLs and read the answers; the crawler runs the HTTP
-requests through its own politeness gates and address checks.
+A page whose live fetch failed in a way the archives can help with (`WORTH_ASKING`) gets a
+`Fallback`: the sources to try in order, each in two phases, LOOKUP (ask the source's index
+for a capture) then GET (fetch that capture). `find_capture` and `fetch_capture` run one
+phase each through the crawler's `Transport`; the crawler schedules them as steps behind its
+politeness gates. The archived page passes the same content checks as a live one.
 
 Common Crawl: the CDX index API (`commoncrawl_index?url=U&output=json`) lists captures, each
 naming a WARC file with the byte offset and length of its record; a `Range` request to
@@ -16,15 +19,28 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from urllib.parse import quote
 
 from warcio.archiveiterator import ArchiveIterator
 
+from pipeline import content
 from pipeline.config import FetchConfig
+from pipeline.fetch.records import Exchange, FetchResult, Page, StepFailure
+from pipeline.fetch.transport import (
+    RequestContext,
+    Transport,
+    drain,
+    let_go,
+    read_limited,
+    stored_headers,
+)
 
 SOURCES = ("commoncrawl", "wayback")
-HTML_MIMES = {"text/html", "application/xhtml+xml"}
 WAYBACK_ORIG_PREFIX = "x-archive-orig-"
+# Live failures after which the archive is worth asking: the page may simply be gone.
+WORTH_ASKING = {"dns_error", "connection_error", "timeout", "http_4xx", "http_5xx", "tls_error"}
+LOOKUP_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,38 @@ class ArchivedResponse:
     def header(self, name: str) -> str | None:
         name = name.lower()
         return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+class Phase(Enum):
+    LOOKUP = "lookup"  # ask the source's index for a capture
+    GET = "get"  # fetch the capture
+
+
+@dataclass
+class Fallback:
+    """A dead page's way through the archives, one source at a time."""
+
+    live_failure: FetchResult  # what is logged when no source has the page
+    sources: list[str]  # still to try, in order
+    source: str = ""
+    phase: Phase = Phase.LOOKUP
+    capture: Capture | None = None  # set in the GET phase
+
+    @property
+    def url(self) -> str:
+        """The page looked up: the URL first requested."""
+        return self.live_failure.task.url
+
+    def next_source(self) -> bool:
+        """Move on to the next source's lookup; False when none is left."""
+        if not self.sources:
+            return False
+        self.source = self.sources.pop(0)
+        self.phase, self.capture = Phase.LOOKUP, None
+        return True
+
+    def found(self, capture: Capture) -> None:
+        self.phase, self.capture = Phase.GET, capture
 
 
 def parse_sources(archive_fallback: str) -> list[str]:
@@ -85,7 +133,7 @@ def _pick_cdx(answer: bytes, config: FetchConfig) -> Capture | None:
         if not isinstance(row, dict) or str(row.get("status")) != "200":
             continue
         mime = str(row.get("mime-detected") or row.get("mime") or "").lower()
-        if mime not in HTML_MIMES:
+        if mime not in content.HTML_TYPES:
             continue
         try:
             offset, length = int(row["offset"]), int(row["length"])
@@ -149,3 +197,71 @@ def parse_warc_record(raw: bytes) -> ArchivedResponse:
         body = record.content_stream().read()
         return ArchivedResponse(int(status_text), reason, list(http.headers), body)
     raise ValueError("no WARC record in the archived bytes")
+
+
+def find_capture(
+    transport: Transport, fallback: Fallback, ctx: RequestContext, config: FetchConfig
+) -> Capture:
+    """The LOOKUP phase: ask the current source's index for a capture of the page."""
+    response, _ = transport.open(lookup_url(config, fallback.source, fallback.url), ctx)
+    if response.status_code != 200:
+        let_go(response, drain(response))
+        raise StepFailure("archive_miss", f"lookup HTTP {response.status_code}")
+    text = read_limited(response, LOOKUP_MAX_BYTES, ctx)
+    capture = pick_capture(fallback.source, text, config, fallback.url)
+    if capture is None:
+        raise StepFailure("archive_miss", "no capture")
+    return capture
+
+
+def fetch_capture(
+    transport: Transport, fallback: Fallback, ctx: RequestContext, config: FetchConfig
+) -> tuple[Exchange, Page]:
+    """The GET phase: fetch the capture and accept it as the page."""
+    capture = fallback.capture
+    response, _ = transport.open(capture.fetch_url, ctx, capture.request_headers)
+    if response.status_code not in (200, 206):
+        let_go(response, drain(response))
+        raise StepFailure("archive_miss", f"get HTTP {response.status_code}")
+    limit = capture.length + 1024 if capture.length else config.max_body_bytes * 2
+    headers = list(response.raw.headers.items())
+    raw = read_limited(response, limit, ctx)
+    archived = parse_capture(fallback.source, capture, raw, headers)
+    return archived_page(archived, capture, fallback.url, config)
+
+
+def archived_page(
+    archived: ArchivedResponse, capture: Capture, url: str, config: FetchConfig
+) -> tuple[Exchange, Page]:
+    """The archived response stored as the page of `url`, if it passes the checks a live
+    page passes; an `archive_miss` if not."""
+    if archived.status != 200:
+        raise StepFailure("archive_miss", f"archived HTTP {archived.status}")
+    content_type = archived.header("Content-Type")
+    mime = content.mime_of(content_type)
+    verdict = content.judge_content_type(mime, archived.body[: content.SNIFF_BYTES])
+    if verdict is not None:
+        raise StepFailure("archive_miss", f"archived not_html:{verdict}")
+    body = archived.body[: config.max_body_bytes]
+    truncated = len(archived.body) > len(body)
+    if truncated and config.oversize == "drop":
+        raise StepFailure("archive_miss", "archived too_large")
+    charset, where = content.choose_charset(body, content.charset_param(content_type))
+    if where == "undetected" and body:
+        raise StepFailure("archive_miss", "archived undecodable")
+    stored_mime = mime if mime in content.HTML_TYPES else "text/html"
+    page = Page(body, truncated, stored_mime, charset, complete=True)
+    exchange = Exchange(
+        url=url,
+        ip=None,
+        method="GET",
+        request_headers=[],
+        status=archived.status,
+        reason=archived.reason,
+        http_version="HTTP/1.1",
+        response_headers=stored_headers(archived.headers, len(body)),
+        body=body,
+        truncated=truncated,
+        source_uri=capture.source_uri,
+    )
+    return exchange, page

@@ -39,7 +39,8 @@ import schemas
 from pipeline import beamio
 from pipeline.config import Config
 from pipeline.fetch import archive
-from pipeline.fetch.crawler import Crawler, FetchResult, FetchTask
+from pipeline.fetch.crawler import Crawler
+from pipeline.fetch.records import FetchResult, FetchTask
 from pipeline.warc import WarcFile
 
 log = logging.getLogger("webtext")
@@ -314,11 +315,6 @@ def remove_leftovers(fetch_dir: str, old_log: bool) -> dict[str, int]:
     if tmp or orphans or logs:
         FileSystems.delete(tmp + orphans + logs)
     return {"temporary_files_removed": len(tmp), "orphan_warcs_removed": len(orphans)}
-
-
-def log_pattern(data_root: str) -> str:
-    """The glob of the consolidated fetch log, one row per normalized_url."""
-    return beamio.join(beamio.stage_dir(data_root, STAGE), f"{LOG_PREFIX}-*.parquet")
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
