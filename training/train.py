@@ -36,6 +36,7 @@ from pipeline import dataroot
 from pipeline.config import Config, TrainConfig
 from pipeline.tokenize.shards import open_shard
 from training.data import StepSampler, TokenWindows, eval_batches, tokenize_docs
+from training.hf import import_hf
 from training.model import GPT, GPTConfig, gpt_config
 
 log = logging.getLogger("webtext")
@@ -154,7 +155,7 @@ def resolve_device(cfg: TrainConfig, d: Distributed) -> torch.device:
 def build_model(cfg: TrainConfig) -> GPT:
     if cfg.init_from:
         try:
-            return GPT.from_pretrained(cfg.init_from, cfg.block_size, cfg.padded_vocab_size)
+            return import_hf(cfg.init_from, cfg.block_size, cfg.padded_vocab_size)
         except (FileNotFoundError, ValueError) as e:
             raise dataroot.StageError(f"[train] init_from: {e}") from None
     try:
