@@ -50,8 +50,12 @@ def _is_remote(path: str) -> bool:
 
 
 def _filesystems() -> Any:
-    from apache_beam.io.filesystems import FileSystems
-
+    try:
+        from apache_beam.io.filesystems import FileSystems
+    except ImportError:
+        raise StageError(
+            "gs:// and s3:// paths need apache-beam installed; use a local or mounted data root"
+        ) from None
     return FileSystems
 
 
