@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from pipeline.config import load
-from training.data import StepSampler, TokenWindows, open_shard
+from pipeline.tokenize.shards import open_shard
+from training.data import StepSampler, TokenWindows
 from training.model import GPT, gpt_config
 from training.train import Trainer, flops_per_token, peak_flops
 

@@ -1,116 +1,22 @@
-"""What every stage shares: its folder under the data root, Parquet and JSON through Beam's
-FileSystems (so gs:// and s3:// roots work), counters read back from the job's metrics,
-the stage summary, and the guard against mixing runs made with different configs.
+"""What every stage's Beam job shares: counters read back from the job's metrics, running a
+pipeline, Parquet output, dead-letter rows and progress logging. The data root itself (stage
+folders, summaries, the config guard) is pipeline/dataroot.py, which imports no Beam.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import Config
-
 log = logging.getLogger("webtext")
-
-# The config sections each stage's output depends on, upstream included. A data root that
-# holds a stage made with other values for these is refused rather than silently mixed.
-STAGE_INPUTS = {
-    "links": ("links",),
-    "fetch": ("links", "fetch"),
-    "build": ("links", "fetch", "build", "dedup", "tokenizer"),
-    "tokenize": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
-    # A run keeps its own config in its checkpoints; runs/<run_name>/ separates runs.
-    "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
-}
-# Keys that change how a run reaches its data, not what it produces: never compared.
-TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}
-STAGE_DIRS = {
-    "links": "links",
-    "fetch": "fetch",
-    "build": "docs",
-    "tokenize": "tokens",
-    "train": "runs",
-}
-CONFIG_RECORD = "_config.json"
-SUMMARY = "_summary.json"
-
-
-class StageError(RuntimeError):
-    """A stage cannot run: the message is one line that says what to do."""
-
-
-def join(*parts: str) -> str:
-    return FileSystems.join(*parts)
-
-
-def stage_dir(data_root: str, stage: str) -> str:
-    return join(data_root, STAGE_DIRS[stage])
-
-
-def exists(path: str) -> bool:
-    return FileSystems.exists(path)
-
-
-def read_json(path: str) -> Any:
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write under a temporary name, then rename, so readers never see a partial file."""
-    tmp = f"{path}.tmp-{time.time_ns()}"
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
-
-
-def write_json(path: str, obj: Any) -> None:
-    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-
-def match(pattern: str) -> list[str]:
-    """Paths matching a glob, sorted; empty when nothing matches."""
-    result = FileSystems.match([pattern])[0]
-    return sorted(m.path for m in result.metadata_list)
-
-
-def check_data_root(config: Config, data_root: str, stage: str) -> None:
-    """Refuse a data root whose earlier run of this stage used a different config.
-
-    Records the relevant sections the first time, so a rerun with the same config resumes.
-    """
-    sections = STAGE_INPUTS[stage]
-    record_path = join(stage_dir(data_root, stage), CONFIG_RECORD)
-    current = {s: config.to_dict()[s] for s in sections}
-    if exists(record_path):
-        previous = read_json(record_path)
-        for section in sections:
-            for key, value in current[section].items():
-                if (section, key) in TRANSPORT_KEYS:
-                    continue
-                old = previous.get(section, {}).get(key, "<absent>")
-                if old != value:
-                    raise StageError(
-                        f"{data_root} holds a {stage} run made with a different config "
-                        f"([{section}] {key} was {old!r}, now {value!r}); "
-                        "use another --data-root, or delete that stage's folder to redo it"
-                    )
-        return
-    if not exists(stage_dir(data_root, stage)):
-        FileSystems.mkdirs(stage_dir(data_root, stage))
-    write_json(record_path, current)
 
 
 def counter(stage: str, name: str) -> Metrics.DelegatingCounter:
@@ -140,15 +46,6 @@ def read_counters(result: Any, stage: str) -> dict[str, int]:
         value = c.committed if c.committed is not None else c.attempted
         counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(value or 0)
     return dict(sorted(counters.items()))
-
-
-def write_summary(data_root: str, stage: str, summary: dict[str, Any]) -> None:
-    write_json(join(stage_dir(data_root, stage), SUMMARY), summary)
-
-
-def read_summary(data_root: str, stage: str) -> dict[str, Any] | None:
-    path = join(stage_dir(data_root, stage), SUMMARY)
-    return read_json(path) if exists(path) else None
 
 
 def write_parquet(
@@ -203,13 +100,3 @@ class ProgressLog:
         if self.count // self.every > before:
             rate = self.count / max(time.monotonic() - self.start, 1e-9)
             log.info("%s: %d %s (%.0f/s)", self.stage, self.count, self.what, rate)
-
-
-def format_summary(title: str, rows: Iterable[tuple[str, Any]]) -> str:
-    rows = list(rows)
-    width = max((len(k) for k, _ in rows), default=0)
-    lines = [title, "-" * len(title)]
-    for key, value in rows:
-        shown = f"{value:,}" if isinstance(value, int) else str(value)
-        lines.append(f"  {key:<{width}}  {shown:>12}")
-    return "\n".join(lines)

@@ -112,13 +112,13 @@ def _stage_runner(stage: str) -> Callable[[Config, str, list[str]], dict[str, An
 
 
 def run_stage(stage: str, config: Config, data_root: str, beam_args: list[str]) -> dict:
-    from pipeline import beamio
+    from pipeline import dataroot
 
     log.info("%s: starting (%s)", stage, STAGES[stage][1])
     started = time.monotonic()
     summary = _stage_runner(stage)(config, data_root, beam_args)
     seconds = time.monotonic() - started
-    print(beamio.format_summary(f"{stage} ({seconds:.1f} s)", _summary_rows(summary)))
+    print(dataroot.format_summary(f"{stage} ({seconds:.1f} s)", _summary_rows(summary)))
     return summary
 
 
@@ -129,36 +129,36 @@ def _summary_rows(summary: dict) -> list[tuple[str, Any]]:
 
 def funnel(data_root: str) -> list[tuple[str, Any]]:
     """The whole funnel, read back from each stage's written summary."""
-    from pipeline import beamio
+    from pipeline import dataroot
 
     rows: list[tuple[str, Any]] = []
     for stage in ("links", "fetch", "build", "tokenize"):
-        summary = beamio.read_summary(data_root, stage) or {}
+        summary = dataroot.read_summary(data_root, stage) or {}
         rows.extend(summary.get("funnel", []))
     return rows
 
 
 def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
-    from pipeline import beamio
+    from pipeline import dataroot
 
     for stage in PIPELINE_ORDER:
         run_stage(stage, config, data_root, beam_args)
     print()
-    print(beamio.format_summary("WebText funnel", funnel(data_root)))
+    print(dataroot.format_summary("WebText funnel", funnel(data_root)))
 
 
 def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
-    from pipeline import beamio
+    from pipeline import dataroot
     from pipeline.demo import MicroWeb, generate
 
     base = load(args.config, args.overrides)
     seed = base.run.seed if args.seed is None else args.seed
-    web_dir = beamio.join(args.data_root, "microweb")
+    web_dir = dataroot.join(args.data_root, "microweb")
     truth = generate(web_dir, seed=seed)
-    with MicroWeb(beamio.join(web_dir, "site")) as web:
+    with MicroWeb(dataroot.join(web_dir, "site")) as web:
         overrides = [
             *args.overrides,
-            f'links.dumps=["{beamio.join(web_dir, "dumps", "*.zst")}"]',
+            f'links.dumps=["{dataroot.join(web_dir, "dumps", "*.zst")}"]',
             f'fetch.resolve_overrides={{"*" = "127.0.0.1:{web.port}"}}',
             "train.resume=true",  # a second `make demo` continues the finished run: a no-op
         ]
@@ -167,8 +167,8 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
         run_all(config, args.data_root, beam_args)
     print()
     run_stage("sample", config, args.data_root, beam_args)
-    print(f"\nDocument shards: {beamio.stage_dir(args.data_root, 'build')}/documents-*.parquet")
-    print(f"Token shards:    {beamio.stage_dir(args.data_root, 'tokenize')}/")
+    print(f"\nDocument shards: {dataroot.stage_dir(args.data_root, 'build')}/documents-*.parquet")
+    print(f"Token shards:    {dataroot.stage_dir(args.data_root, 'tokenize')}/")
 
 
 def validate(dataset_dir: str) -> int:
@@ -200,8 +200,8 @@ def _configure_logging(quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     _configure_logging(getattr(args, "quiet", False))
-    from pipeline.beamio import StageError
     from pipeline.bpe import TokenizerError
+    from pipeline.dataroot import StageError
 
     try:
         if args.command == "validate":

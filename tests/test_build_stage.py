@@ -12,7 +12,7 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline import beamio
+from pipeline import dataroot
 from pipeline.build import stage as build
 from pipeline.build.extract import document_id
 from pipeline.config import load
@@ -213,12 +213,12 @@ def test_summary_counts_every_reason(stage_run):
     assert counters["extract_failed_not_html"] == 1
     assert counters["not_stored"] == 1
     assert counters["dead_letter_no_link"] == 1 and counters["dead_letter_warc"] == 1
-    assert beamio.read_summary(str(root), "build")["counters"] == counters
+    assert dataroot.read_summary(str(root), "build")["counters"] == counters
     assert summary["totals"]["documents"] == 3
     assert (root / "docs" / "manifest.json").exists()
 
 
 def test_stage_without_fetch_output_says_what_to_run(tmp_path):
     config = load(DEMO_CONFIG)
-    with pytest.raises(beamio.StageError, match="webtext fetch"):
+    with pytest.raises(dataroot.StageError, match="webtext fetch"):
         build.run(config, str(tmp_path), [])

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.build import dataset
 from pipeline.build.textnorm import text_hash
 from pipeline.config import Config, load
@@ -83,7 +83,7 @@ def _build(data_root: Path, config: Config, n: int = 40, seed: int = 0) -> dict:
     rng = random.Random(seed)
     docs = [_document(i, rng) for i in range(n)]
     removed = [_removed(d) for d in docs[:5]]
-    beamio.check_data_root(config, str(data_root), "build")
+    dataroot.check_data_root(config, str(data_root), "build")
 
     def build(p: beam.Pipeline) -> None:
         kept = p | "Docs" >> beam.Create(docs)

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.build.dedup import (
     ConnectedComponents,
     Deduplicate,
@@ -265,5 +265,5 @@ def test_unconverged_components_are_flagged_and_stay_inside_their_component(tmp_
 
 
 def test_bad_verify_mode_is_a_one_line_error():
-    with pytest.raises(beamio.StageError, match="verify"):
+    with pytest.raises(dataroot.StageError, match="verify"):
         Deduplicate(_config(verify="sometimes"))

@@ -172,7 +172,7 @@ def test_killing_a_run_loses_only_what_was_in_flight_and_duplicates_nothing(tmp_
 
 
 def test_a_stage_without_links_says_what_to_run(tmp_path):
-    from pipeline.beamio import StageError
+    from pipeline.dataroot import StageError
 
     with pytest.raises(StageError, match="run `webtext links` first"):
         fetch.run(load(DEMO_CONFIG), str(tmp_path), [])

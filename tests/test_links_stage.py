@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from pipeline import beamio
+from pipeline import dataroot
 from pipeline.config import load
 from pipeline.links import stage as links
 from tests.conftest import DEMO_CONFIG
@@ -188,13 +188,13 @@ def test_reddit_api_source_in_the_stage(tmp_path: Path):
 
 def test_a_glob_that_matches_nothing_is_a_stage_error(tmp_path: Path):
     config = config_with(dumps=[str(tmp_path / "nothing-*.zst")])
-    with pytest.raises(beamio.StageError, match="matches no file"):
+    with pytest.raises(dataroot.StageError, match="matches no file"):
         links.run(config, str(tmp_path / "data"), [])
 
 
 def test_an_unknown_karma_rule_is_a_stage_error(tmp_path: Path, karma_dump: Path):
     config = config_with(dumps=[str(karma_dump)], karma_rule="per_vote")
-    with pytest.raises(beamio.StageError, match="karma_rule"):
+    with pytest.raises(dataroot.StageError, match="karma_rule"):
         links.run(config, str(tmp_path), [])
 
 
@@ -251,5 +251,5 @@ def test_api_source_without_credentials_is_a_stage_error(tmp_path: Path, monkeyp
     for var in ("praw_client_id", "praw_client_secret"):
         monkeypatch.delenv(var, raising=False)
     config = config_with(reddit_subreddits=["news"], reddit_site="no-such-site")
-    with pytest.raises(beamio.StageError, match="praw_client_id"):
+    with pytest.raises(dataroot.StageError, match="praw_client_id"):
         links.run(config, str(tmp_path), [])

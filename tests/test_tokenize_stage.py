@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.beamio import StageError
 from pipeline.bpe import load_gpt2
 from pipeline.config import Config, load
+from pipeline.dataroot import StageError
+from pipeline.tokenize import shards
 from pipeline.tokenize import stage as tokenize
 from schemas.tokens import EOT_TOKEN
 
@@ -55,10 +56,10 @@ def test_shards_hold_tiktoken_ids_in_doc_id_order(
 
     enc = load_gpt2(config.tokenizer)
     seen = 0
-    for key in tokenize.all_shard_keys(3):
-        name = tokenize.shard_name(key[0], key[1], 3 if key[0] == "train" else 1)
-        header, tokens = tokenize.read_shard(str(tmp_path / "tokens" / name))
-        mine = sorted(d for d in docs if tokenize.shard_key(d, 0.2, 3) == key)
+    for key in shards.all_shard_keys(3):
+        name = shards.shard_name(key[0], key[1], 3 if key[0] == "train" else 1)
+        header, tokens = shards.read_shard(str(tmp_path / "tokens" / name))
+        mine = sorted(d for d in docs if shards.shard_key(d, 0.2, 3) == key)
         expected = [t for d in mine for t in (*enc.encode_ordinary(docs[d]), EOT_TOKEN)]
         assert tokens.tolist() == expected
         assert header.document_count == len(mine)
@@ -100,16 +101,16 @@ def test_empty_and_null_texts_go_to_dead_letter(
     assert summary["counters"]["dead_missing_text"] == 1
     dead = pq.read_table(next((tmp_path / "tokens").glob("dead_letter*.parquet")))
     assert sorted(dead.column("reason").to_pylist()) == ["empty_text", "missing_text"]
-    _, tokens = tokenize.read_shard(str(tmp_path / "tokens" / "train-00000-of-00001.bin"))
+    _, tokens = shards.read_shard(str(tmp_path / "tokens" / "train-00000-of-00001.bin"))
     assert tokens.tolist() == [15496, 995, EOT_TOKEN]
 
 
 def test_split_is_stable_and_near_the_fraction() -> None:
     ids = [f"id-{i}" for i in range(20000)]
-    val = sum(tokenize.split_of(d, 0.05) == "val" for d in ids)
+    val = sum(shards.split_of(d, 0.05) == "val" for d in ids)
     assert 850 < val < 1150
-    assert tokenize.split_of("id-1", 0.05) == tokenize.split_of("id-1", 0.05)
-    counts = np.bincount([tokenize.shard_key(d, 0.0, 4)[1] for d in ids], minlength=4)
+    assert shards.split_of("id-1", 0.05) == shards.split_of("id-1", 0.05)
+    counts = np.bincount([shards.shard_key(d, 0.0, 4)[1] for d in ids], minlength=4)
     assert counts.min() > 4700
 
 

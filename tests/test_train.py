@@ -14,13 +14,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pipeline.beamio import StageError
 from pipeline.config import Config, load
+from pipeline.dataroot import StageError
 from pipeline.tokenize import stage as tokenize
+from pipeline.tokenize.shards import open_shard, read_shard
 from schemas.tokens import TokenShardHeader
 from tests.conftest import DEMO_CONFIG
 from training import train
-from training.data import Position, StepSampler, TokenWindows, open_shard, tokenize_docs
+from training.data import Position, StepSampler, TokenWindows, tokenize_docs
 
 BLOCK = 16
 
@@ -150,10 +151,10 @@ def test_docs_loader_matches_the_tokenize_stage(tmp_path: Path, ranks_file: Path
 
     assert np.array_equal(
         tokens["train"],
-        tokenize.read_shard(str(tmp_path / "tokens" / "train-00000-of-00001.bin"))[1],
+        read_shard(str(tmp_path / "tokens" / "train-00000-of-00001.bin"))[1],
     )
     assert np.array_equal(
-        tokens["val"], tokenize.read_shard(str(tmp_path / "tokens" / "val-00000-of-00001.bin"))[1]
+        tokens["val"], read_shard(str(tmp_path / "tokens" / "val-00000-of-00001.bin"))[1]
     )
 
 

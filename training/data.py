@@ -23,19 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.bpe import load_gpt2
 from pipeline.config import TokenizerConfig
-from pipeline.tokenize.stage import TRAIN, VAL, PackedDocs, concat_documents, pack, split_of
-from schemas.tokens import HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
-
-
-def open_shard(path: str) -> np.ndarray:
-    """A token shard's tokens as a read-only memory map (nothing is read until indexed)."""
-    with open(path, "rb") as f:
-        header = TokenShardHeader.from_bytes(f.read(HEADER_BYTES), source=path)
-    if header.token_count == 0:
-        return np.zeros(0, dtype=TOKEN_DTYPE)
-    return np.memmap(
-        path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.token_count,)
-    )
+from pipeline.tokenize.shards import TRAIN, VAL, PackedDocs, concat_documents, pack, split_of
 
 
 @dataclass

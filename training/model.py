@@ -1,7 +1,7 @@
 """GPT-2, as the paper (Radford et al. 2019) and OpenAI's released code define it.
 
 Readable top to bottom: the config, then attention, MLP and block, then the model with
-forward, configure_optimizers, generate and from_pretrained.
+forward, configure_optimizers and generate. Hugging Face weights load in training/hf.py.
 
     pre-norm blocks: x + attn(ln_1(x)), then x + mlp(ln_2(x)); a final layer norm ln_f
     learned position embeddings (wpe) added to token embeddings (wte)
@@ -229,15 +229,6 @@ class GPT(nn.Module):
                 next_id = torch.multinomial(probs, num_samples=1, generator=generator)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
-
-    @classmethod
-    def from_pretrained(
-        cls, folder: str, block_size: int | None = None, padded_vocab_size: int | None = None
-    ) -> GPT:
-        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors) to fine-tune."""
-        from training.hf import import_hf
-
-        return import_hf(folder, block_size=block_size, padded_vocab_size=padded_vocab_size)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

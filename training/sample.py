@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline import beamio
+from pipeline import dataroot
 from pipeline.bpe import load_gpt2
 from pipeline.config import Config
 from training.model import GPT, GPTConfig
@@ -20,10 +20,10 @@ from training.train import list_checkpoints, load_checkpoint
 
 def load_latest(data_root: str, run_name: str) -> tuple[GPT, dict]:
     """The run's newest checkpoint as an eval-mode model on the CPU, and the checkpoint."""
-    run_dir = Path(beamio.stage_dir(data_root, "train")) / run_name
+    run_dir = Path(dataroot.stage_dir(data_root, "train")) / run_name
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        raise beamio.StageError(f"no checkpoints under {run_dir}; run `webtext train` first")
+        raise dataroot.StageError(f"no checkpoints under {run_dir}; run `webtext train` first")
     state = load_checkpoint(checkpoints[-1])
     model = GPT(GPTConfig(**state["model_config"]))
     model.load_state_dict(state["model"])

@@ -32,9 +32,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pipeline import beamio
+from pipeline import dataroot
 from pipeline.config import Config, TrainConfig
-from training.data import StepSampler, TokenWindows, eval_batches, open_shard, tokenize_docs
+from pipeline.tokenize.shards import open_shard
+from training.data import StepSampler, TokenWindows, eval_batches, tokenize_docs
+from training.hf import import_hf
 from training.model import GPT, GPTConfig, gpt_config
 
 log = logging.getLogger("webtext")
@@ -82,7 +84,7 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
     per_pass = cfg.micro_batch * cfg.block_size * world_size
     if cfg.total_batch_tokens % per_pass:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f"[train] total_batch_tokens {cfg.total_batch_tokens} is not a multiple of "
             f"micro_batch * block_size * ranks = {per_pass}; change one of them"
         )
@@ -143,7 +145,7 @@ def resolve_device(cfg: TrainConfig, d: Distributed) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 "[train] device is 'cuda' but no GPU is visible; set device='auto'"
             )
         return torch.device("cuda", d.local_rank)
@@ -153,15 +155,15 @@ def resolve_device(cfg: TrainConfig, d: Distributed) -> torch.device:
 def build_model(cfg: TrainConfig) -> GPT:
     if cfg.init_from:
         try:
-            return GPT.from_pretrained(cfg.init_from, cfg.block_size, cfg.padded_vocab_size)
+            return import_hf(cfg.init_from, cfg.block_size, cfg.padded_vocab_size)
         except (FileNotFoundError, ValueError) as e:
-            raise beamio.StageError(f"[train] init_from: {e}") from None
+            raise dataroot.StageError(f"[train] init_from: {e}") from None
     try:
         model_config = gpt_config(
             cfg.model, block_size=cfg.block_size, padded_vocab_size=cfg.padded_vocab_size
         )
     except ValueError as e:
-        raise beamio.StageError(f"[train] {e}") from None
+        raise dataroot.StageError(f"[train] {e}") from None
     return GPT(model_config)
 
 
@@ -363,40 +365,44 @@ def _main_first(d: Distributed, fn) -> None:
     if d.is_main:
         try:
             fn()
-        except beamio.StageError as e:
+        except dataroot.StageError as e:
             error = [str(e)]
     if d.enabled:
         dist.broadcast_object_list(error, src=0)
     if error[0]:
-        raise beamio.StageError(error[0])
+        raise dataroot.StageError(error[0])
 
 
 def load_data(config: Config, data_root: str, d: Distributed) -> tuple[list, list]:
     """(train arrays, validation arrays): memory-mapped shards, or Parquet tokenized now."""
     cfg = config.train
     if "://" in data_root:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f"the trainer memory-maps token shards and needs a local or mounted --data-root, "
             f"not {data_root}; copy tokens/ to local disk (gsutil -m cp -r) and point there"
         )
     if cfg.data == "tokens":
-        folder = Path(beamio.stage_dir(data_root, "tokenize"))
+        folder = Path(dataroot.stage_dir(data_root, "tokenize"))
         train = sorted(folder.glob("train-*-of-*.bin"))
         if not train:
-            raise beamio.StageError(f"no token shards under {folder}; run `webtext tokenize` first")
+            raise dataroot.StageError(
+                f"no token shards under {folder}; run `webtext tokenize` first"
+            )
         return [open_shard(str(p)) for p in train], [
             open_shard(str(p)) for p in sorted(folder.glob("val-*-of-*.bin"))
         ]
     if cfg.data == "docs":
-        folder = Path(beamio.stage_dir(data_root, "build"))
+        folder = Path(dataroot.stage_dir(data_root, "build"))
         paths = [str(p) for p in sorted(folder.glob("documents-*.parquet"))]
         if not paths:
-            raise beamio.StageError(f"no document shards under {folder}; run `webtext build` first")
+            raise dataroot.StageError(
+                f"no document shards under {folder}; run `webtext build` first"
+            )
         tokens = tokenize_docs(
             paths, config.tokenizer, config.tokenize.val_fraction, cfg.loader_workers
         )
         return [tokens["train"]], [tokens["val"]]
-    raise beamio.StageError(f"[train] data must be 'tokens' or 'docs', not {cfg.data!r}")
+    raise dataroot.StageError(f"[train] data must be 'tokens' or 'docs', not {cfg.data!r}")
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
@@ -408,13 +414,13 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         else "cpu"
     )
     d = init_distributed(device_type)
-    _main_first(d, lambda: beamio.check_data_root(config, data_root, STAGE))
+    _main_first(d, lambda: dataroot.check_data_root(config, data_root, STAGE))
     device = resolve_device(cfg, d)
     accum = accumulation_steps(cfg, d.world_size)
-    run_dir = Path(beamio.stage_dir(data_root, STAGE)) / cfg.run_name
+    run_dir = Path(dataroot.stage_dir(data_root, STAGE)) / cfg.run_name
     checkpoints = list_checkpoints(run_dir)
     if checkpoints and not cfg.resume:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f"{run_dir} already has checkpoints; add --set train.resume=true to continue it, "
             "or pick another --set train.run_name=..."
         )
@@ -438,7 +444,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             d.world_size,
         )
     except ValueError as e:
-        raise beamio.StageError(f"[train] {e}") from None
+        raise dataroot.StageError(f"[train] {e}") from None
     val = eval_batches(
         TokenWindows(val_arrays, cfg.block_size),
         cfg.micro_batch,
@@ -544,7 +550,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             if list_checkpoints(run_dir)
             else "",
         )
-        beamio.write_summary(data_root, STAGE, summary)
+        dataroot.write_summary(data_root, STAGE, summary)
     if d.enabled:
         dist.barrier()
     return summary

@@ -34,7 +34,7 @@ import xxhash
 from apache_beam.io.filesystems import FileSystems
 
 import schemas
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.build.dedup import convergence_problem
 from pipeline.config import Config
 from schemas.records import SCHEMA_VERSION_KEY
@@ -129,7 +129,7 @@ class _WriteShard(beam.DoFn):
         schema = _KINDS[self.kind][0]
         data = parquet_bytes(rows, schema, self.row_group_rows)
         name = shard_name(self.kind, index, num_shards)
-        beamio.write_bytes_atomic(beamio.join(self.docs_dir, name), data)
+        dataroot.write_bytes_atomic(dataroot.join(self.docs_dir, name), data)
         record = {
             "kind": self.kind,
             "path": name,
@@ -140,7 +140,7 @@ class _WriteShard(beam.DoFn):
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         record_name = name.replace("/", "__").removesuffix(".parquet") + ".json"
-        beamio.write_json(beamio.join(self.docs_dir, SHARD_RECORDS, record_name), record)
+        dataroot.write_json(dataroot.join(self.docs_dir, SHARD_RECORDS, record_name), record)
         beamio.counter("build", f"{self.kind}_shards").inc()
         yield record
 
@@ -194,7 +194,7 @@ class WriteDocuments(beam.PTransform):
 
     def __init__(self, data_root: str, config: Config):
         super().__init__()
-        self.docs_dir = beamio.stage_dir(data_root, "build")
+        self.docs_dir = dataroot.stage_dir(data_root, "build")
         self.build = config.build
 
     def expand(self, pcolls: Any) -> beam.PCollection:
@@ -227,15 +227,15 @@ class WriteDocuments(beam.PTransform):
 def _shard_records(docs_dir: str, counters: dict[str, int]) -> dict[str, list[dict]]:
     """This run's shard records, by kind; stale shards of an earlier layout are deleted."""
     records: dict[str, list[dict]] = {DOCUMENTS: [], REMOVED: []}
-    for path in beamio.match(beamio.join(docs_dir, SHARD_RECORDS, "*.json")):
-        record = beamio.read_json(path)
+    for path in dataroot.match(dataroot.join(docs_dir, SHARD_RECORDS, "*.json")):
+        record = dataroot.read_json(path)
         records.setdefault(record["kind"], []).append({**record, "_record": path})
     out = {}
     for kind, items in records.items():
         layouts = {r["num_shards"] for r in items}
         current = counters.get(f"{kind}_shards")
         if current is None and len(layouts) > 1:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f"{docs_dir} holds {kind} shards of {len(layouts)} runs "
                 f"({sorted(layouts)} shards); delete the folder and rerun build"
             )
@@ -243,12 +243,12 @@ def _shard_records(docs_dir: str, counters: dict[str, int]) -> dict[str, list[di
         stale = [r for r in items if r not in keep]
         for r in stale:
             log.info("build: deleting stale shard %s", r["path"])
-            for path in (beamio.join(docs_dir, r["path"]), r["_record"]):
-                if beamio.exists(path):
+            for path in (dataroot.join(docs_dir, r["path"]), r["_record"]):
+                if dataroot.exists(path):
                     FileSystems.delete([path])
         keep.sort(key=lambda r: r["index"])
         if current is not None and len(keep) != current:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f"{docs_dir}: {len(keep)} of {current} {kind} shards were recorded; rerun build"
             )
         out[kind] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in keep]
@@ -267,18 +267,18 @@ def package_versions() -> dict[str, str]:
 
 def _input_fingerprint(data_root: str, stage: str) -> dict[str, Any]:
     """What an upstream stage's output was: its files' count and bytes, its summary's hash."""
-    folder = beamio.stage_dir(data_root, stage)
-    if not beamio.exists(folder):
+    folder = dataroot.stage_dir(data_root, stage)
+    if not dataroot.exists(folder):
         return {"present": False}
-    files = FileSystems.match([beamio.join(folder, "**")])[0].metadata_list
-    summary = beamio.join(folder, beamio.SUMMARY)
-    config = beamio.join(folder, beamio.CONFIG_RECORD)
+    files = FileSystems.match([dataroot.join(folder, "**")])[0].metadata_list
+    summary = dataroot.join(folder, dataroot.SUMMARY)
+    config = dataroot.join(folder, dataroot.CONFIG_RECORD)
     return {
         "present": True,
         "files": len(files),
         "bytes": sum(m.size_in_bytes for m in files),
-        "summary_sha256": sha256_of(summary) if beamio.exists(summary) else None,
-        "config_sha256": sha256_of(config) if beamio.exists(config) else None,
+        "summary_sha256": sha256_of(summary) if dataroot.exists(summary) else None,
+        "config_sha256": sha256_of(config) if dataroot.exists(config) else None,
     }
 
 
@@ -287,7 +287,7 @@ def _document_stats(docs_dir: str, shards: list[dict]) -> dict[str, Any]:
     languages: Counter[str] = Counter()
     tokens: list[np.ndarray] = []
     for shard in shards:
-        with FileSystems.open(beamio.join(docs_dir, shard["path"])) as f:
+        with FileSystems.open(dataroot.join(docs_dir, shard["path"])) as f:
             table = pq.read_table(io.BytesIO(f.read()), columns=["host", "language", "token_count"])
         hosts.update(table.column("host").to_pylist())
         languages.update(lang or "unknown" for lang in table.column("language").to_pylist())
@@ -312,7 +312,7 @@ def build_funnel(counters: dict[str, int], documents: int) -> list[tuple[str, in
 def _save_plot(figure: Any, path: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    beamio.write_bytes_atomic(path, buffer.getvalue())
+    dataroot.write_bytes_atomic(path, buffer.getvalue())
 
 
 def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
@@ -331,7 +331,7 @@ def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
     ax.set_xlabel("GPT-2 tokens per document")
     ax.set_ylabel("documents")
     ax.set_title("Document length")
-    _save_plot(fig, beamio.join(docs_dir, paths["length"]))
+    _save_plot(fig, dataroot.join(docs_dir, paths["length"]))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -339,7 +339,7 @@ def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
     ax.bar([k for k, _ in top], [v for _, v in top], color="#228833")
     ax.set_ylabel("documents")
     ax.set_title("Language (py3langid)")
-    _save_plot(fig, beamio.join(docs_dir, paths["language"]))
+    _save_plot(fig, dataroot.join(docs_dir, paths["language"]))
     plt.close(fig)
     return paths
 
@@ -394,14 +394,14 @@ def _card(manifest: dict[str, Any], stats: dict[str, Any], plots: dict[str, str]
 
 def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str, Any]:
     """After the build pipeline: write docs/manifest.json and the dataset card; return the manifest."""
-    docs_dir = beamio.stage_dir(data_root, "build")
+    docs_dir = dataroot.stage_dir(data_root, "build")
     shards = _shard_records(docs_dir, counters)
     documents = sum(s["rows"] for s in shards[DOCUMENTS])
     funnel: list[tuple[str, Any]] = []
     for stage in ("links", "fetch"):
         funnel.extend(
             (name, value)
-            for name, value in (beamio.read_summary(data_root, stage) or {}).get("funnel", [])
+            for name, value in (dataroot.read_summary(data_root, stage) or {}).get("funnel", [])
         )
     funnel.extend(build_funnel(counters, documents))
     warnings = [w for w in (convergence_problem(counters),) if w]
@@ -411,7 +411,7 @@ def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str
         "dataset": "webtext",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config.to_dict(),
-        "config_fingerprint": config.fingerprint(*beamio.STAGE_INPUTS["build"]),
+        "config_fingerprint": config.fingerprint(*dataroot.STAGE_INPUTS["build"]),
         "versions": package_versions(),
         "inputs": {stage: _input_fingerprint(data_root, stage) for stage in ("links", "fetch")},
         "funnel": [[name, value] for name, value in funnel],
@@ -433,18 +433,20 @@ def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str
     }
     stats = _document_stats(docs_dir, shards[DOCUMENTS])
     plots = _plots(docs_dir, stats)
-    beamio.write_json(beamio.join(docs_dir, MANIFEST), manifest)
-    beamio.write_bytes_atomic(beamio.join(docs_dir, CARD), _card(manifest, stats, plots).encode())
+    dataroot.write_json(dataroot.join(docs_dir, MANIFEST), manifest)
+    dataroot.write_bytes_atomic(
+        dataroot.join(docs_dir, CARD), _card(manifest, stats, plots).encode()
+    )
     return manifest
 
 
 def validate(dataset_dir: str) -> list[str]:
     """What is wrong with a dataset folder compared with its manifest; empty when nothing is."""
-    manifest_path = beamio.join(dataset_dir, MANIFEST)
-    if not beamio.exists(manifest_path):
+    manifest_path = dataroot.join(dataset_dir, MANIFEST)
+    if not dataroot.exists(manifest_path):
         return [f"no {MANIFEST}: not a webtext docs folder, or build did not finish"]
     try:
-        manifest = beamio.read_json(manifest_path)
+        manifest = dataroot.read_json(manifest_path)
         listed = manifest["shards"]
     except (ValueError, KeyError) as e:
         return [f"{MANIFEST} is unreadable: {e}"]
@@ -452,8 +454,8 @@ def validate(dataset_dir: str) -> list[str]:
     for kind, (schema, subdir) in _KINDS.items():
         entries = listed.get(kind, [])
         names = {e["path"] for e in entries}
-        folder = beamio.join(dataset_dir, subdir) if subdir else dataset_dir
-        for path in beamio.match(beamio.join(folder, f"{kind}-*.parquet")):
+        folder = dataroot.join(dataset_dir, subdir) if subdir else dataset_dir
+        for path in dataroot.match(dataroot.join(folder, f"{kind}-*.parquet")):
             basename = path.replace("\\", "/").rsplit("/", 1)[-1]
             relative = f"{subdir}/{basename}" if subdir else basename
             if relative not in names:
@@ -469,9 +471,9 @@ def validate(dataset_dir: str) -> list[str]:
 
 
 def _check_shard(dataset_dir: str, entry: dict[str, Any], schema: pa.Schema) -> list[str]:
-    path = beamio.join(dataset_dir, entry["path"])
+    path = dataroot.join(dataset_dir, entry["path"])
     name = entry["path"]
-    if not beamio.exists(path):
+    if not dataroot.exists(path):
         return [f"{name}: missing"]
     problems = []
     digest = sha256_of(path)

@@ -44,7 +44,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.build.minhash import (
     LshParams,
     MinHasher,
@@ -428,11 +428,11 @@ class Deduplicate(beam.PTransform):
     def __init__(self, config: DedupConfig):
         super().__init__()
         if config.verify not in VERIFY_MODES:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f"[dedup] verify = {config.verify!r}: use one of {', '.join(VERIFY_MODES)}"
             )
         if config.max_rounds < 1:
-            raise beamio.StageError("[dedup] max_rounds must be at least 1")
+            raise dataroot.StageError("[dedup] max_rounds must be at least 1")
         self.config = config
         self.params = optimal_params(config.threshold, config.num_perm)
 

@@ -38,7 +38,7 @@ from typing import Any
 import htmldate
 import trafilatura
 
-from pipeline import beamio
+from pipeline import dataroot
 from pipeline.bpe import load_gpt2
 from pipeline.build.filters import Rejection, check_content, check_length
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
@@ -379,7 +379,7 @@ PagesFn = Callable[[list[PageJob]], list[Any]]
 
 
 def page_job(page: StoredPage, fetch_dir: str) -> PageJob:
-    location = (beamio.join(fetch_dir, page.warc_file), page.warc_offset, page.warc_length)
+    location = (dataroot.join(fetch_dir, page.warc_file), page.warc_offset, page.warc_length)
     return (*location, page.content_type, page.charset, page.final_url)
 
 

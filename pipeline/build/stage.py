@@ -29,7 +29,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.build import dataset
 from pipeline.build.dedup import Deduplicate
 from pipeline.build.extract import (
@@ -127,7 +127,7 @@ def fetch_log_files(fetch_dir: str) -> list[str]:
     log already contains.
     """
     files = []
-    for path in beamio.match(beamio.join(fetch_dir, "*.parquet")):
+    for path in dataroot.match(dataroot.join(fetch_dir, "*.parquet")):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             meta = pq.read_schema(f).metadata or {}
         if meta.get(SCHEMA_NAME_KEY) == b"fetch":
@@ -205,7 +205,7 @@ class Extract(beam.DoFn):
             self.progress.tick()
             if isinstance(outcome, ExtractFailed) and outcome.reason == "warc_unreadable":
                 beamio.counter(STAGE, "dead_letter_warc").inc()
-                path = beamio.join(self.fetch_dir, page.warc_file)
+                path = dataroot.join(self.fetch_dir, page.warc_file)
                 yield beam.pvalue.TaggedOutput(
                     "dead_letter",
                     beamio.dead_letter(
@@ -274,8 +274,8 @@ class BuildDocuments(beam.PTransform):
         self.fetch_logs = fetch_logs
 
     def expand(self, pipeline: beam.Pipeline) -> dict[str, beam.PCollection]:
-        fetch_dir = beamio.stage_dir(self.data_root, "fetch")
-        links_glob = beamio.join(beamio.stage_dir(self.data_root, "links"), LINKS_PATTERN)
+        fetch_dir = dataroot.stage_dir(self.data_root, "fetch")
+        links_glob = dataroot.join(dataroot.stage_dir(self.data_root, "links"), LINKS_PATTERN)
         fetch_rows = (
             pipeline
             | "FetchLogFiles" >> beam.Create(self.fetch_logs)
@@ -319,25 +319,25 @@ class BuildDocuments(beam.PTransform):
 
 def _clear_outputs(docs_dir: str) -> None:
     """A rerun replaces the dead letters (pipeline.build.dataset replaces its own shards)."""
-    stale = beamio.match(beamio.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
+    stale = dataroot.match(dataroot.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
     if stale:
         FileSystems.delete(stale)
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
-    beamio.check_data_root(config, data_root, STAGE)
-    fetch_dir = beamio.stage_dir(data_root, "fetch")
-    links_dir = beamio.stage_dir(data_root, "links")
+    dataroot.check_data_root(config, data_root, STAGE)
+    fetch_dir = dataroot.stage_dir(data_root, "fetch")
+    links_dir = dataroot.stage_dir(data_root, "links")
     fetch_logs = fetch_log_files(fetch_dir)
     if not fetch_logs:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f"no fetch log under {fetch_dir}: run `webtext fetch` with this --data-root first"
         )
-    if not beamio.match(beamio.join(links_dir, LINKS_PATTERN)):
-        raise beamio.StageError(
+    if not dataroot.match(dataroot.join(links_dir, LINKS_PATTERN)):
+        raise dataroot.StageError(
             f"no {LINKS_PATTERN} under {links_dir}: run `webtext links` with this --data-root first"
         )
-    docs_dir = beamio.stage_dir(data_root, STAGE)
+    docs_dir = dataroot.stage_dir(data_root, STAGE)
     _clear_outputs(docs_dir)
 
     def build_pipeline(pipeline: beam.Pipeline) -> None:
@@ -349,7 +349,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             data_root, config
         )
         parts["dead_letter"] | "WriteDeadLetters" >> WriteRows(
-            beamio.join(docs_dir, DEAD_LETTER_PREFIX), DEAD_LETTER, 1, config.build.row_group_rows
+            dataroot.join(docs_dir, DEAD_LETTER_PREFIX), DEAD_LETTER, 1, config.build.row_group_rows
         )
 
     counters = beamio.run_pipeline(STAGE, build_pipeline, beam_args)
@@ -357,7 +357,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
     documents = manifest["totals"]["documents"]
     lines = funnel(counters) + [list(line) for line in dataset.build_funnel(counters, documents)]
     summary = {"stage": STAGE, "counters": counters, "funnel": lines, "totals": manifest["totals"]}
-    beamio.write_summary(data_root, STAGE, summary)
+    dataroot.write_summary(data_root, STAGE, summary)
     return summary
 
 

@@ -36,7 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquet
 
 import schemas
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.config import Config
 from pipeline.fetch import archive
 from pipeline.fetch.crawler import Crawler
@@ -129,7 +129,7 @@ class PartWriter:
         """Record one result; returns the rows of a part that this completed, if any."""
         if result.ok:
             if self.warc is None:
-                path = beamio.join(self.fetch_dir, WARC_DIR, f"{self._stem()}.warc.gz")
+                path = dataroot.join(self.fetch_dir, WARC_DIR, f"{self._stem()}.warc.gz")
                 self.warc = WarcFile(path, self.warcinfo)
             offset, length = self.warc.write_result(result)
             self.rows.append(
@@ -147,8 +147,8 @@ class PartWriter:
             return []
         if self.warc is not None:
             self.warc.commit()
-        part = beamio.join(self.fetch_dir, PARTS_DIR, f"{self._stem()}.parquet")
-        beamio.write_bytes_atomic(part, parquet_bytes(self.rows, schemas.FETCH))
+        part = dataroot.join(self.fetch_dir, PARTS_DIR, f"{self._stem()}.parquet")
+        dataroot.write_bytes_atomic(part, parquet_bytes(self.rows, schemas.FETCH))
         rows, self.rows, self.warc = self.rows, [], None
         self.seq += 1
         return rows
@@ -231,7 +231,7 @@ def build_pipeline(
     link_paths: list[str],
     part_paths: list[str],
 ) -> None:
-    fetch_dir = beamio.stage_dir(data_root, STAGE)
+    fetch_dir = dataroot.stage_dir(data_root, STAGE)
     links = (
         pipeline
         | "ListLinkShards" >> beam.Create(link_paths)
@@ -275,21 +275,21 @@ def build_pipeline(
         | "DropKeys" >> beam.Values()
         | "CountLogged" >> beam.Map(_count_logged)
     )
-    beamio.write_parquet(logged, beamio.join(fetch_dir, LOG_PREFIX), schemas.FETCH)
+    beamio.write_parquet(logged, dataroot.join(fetch_dir, LOG_PREFIX), schemas.FETCH)
 
 
 def _check_config(config: Config) -> None:
     try:
         archive.parse_sources(config.fetch.archive_fallback)
     except ValueError as e:
-        raise beamio.StageError(str(e)) from None
+        raise dataroot.StageError(str(e)) from None
     if config.fetch.oversize not in ("truncate", "drop"):
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f'[fetch] oversize is {config.fetch.oversize!r}; use "truncate" or "drop"'
         )
     for host, address in config.fetch.resolve_overrides.items():
         if not address.rpartition(":")[2].isdigit():
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f'[fetch] resolve_overrides["{host}"] = {address!r}; expected "ip:port"'
             )
 
@@ -304,30 +304,32 @@ def remove_leftovers(fetch_dir: str, old_log: bool) -> dict[str, int]:
 
     Only safe while no other fetch run writes to the same folder.
     """
-    tmp = beamio.match(beamio.join(fetch_dir, WARC_DIR, "*.tmp-*")) + beamio.match(
-        beamio.join(fetch_dir, PARTS_DIR, "*.tmp-*")
+    tmp = dataroot.match(dataroot.join(fetch_dir, WARC_DIR, "*.tmp-*")) + dataroot.match(
+        dataroot.join(fetch_dir, PARTS_DIR, "*.tmp-*")
     )
-    part_paths = beamio.match(beamio.join(fetch_dir, PARTS_DIR, "*.parquet"))
+    part_paths = dataroot.match(dataroot.join(fetch_dir, PARTS_DIR, "*.parquet"))
     parts = {_stem(p, ".parquet") for p in part_paths}
-    warcs = beamio.match(beamio.join(fetch_dir, WARC_DIR, "*.warc.gz"))
+    warcs = dataroot.match(dataroot.join(fetch_dir, WARC_DIR, "*.warc.gz"))
     orphans = [w for w in warcs if _stem(w, ".warc.gz") not in parts]
-    logs = beamio.match(beamio.join(fetch_dir, f"{LOG_PREFIX}-*.parquet")) if old_log else []
+    logs = dataroot.match(dataroot.join(fetch_dir, f"{LOG_PREFIX}-*.parquet")) if old_log else []
     if tmp or orphans or logs:
         FileSystems.delete(tmp + orphans + logs)
     return {"temporary_files_removed": len(tmp), "orphan_warcs_removed": len(orphans)}
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
-    beamio.check_data_root(config, data_root, STAGE)
+    dataroot.check_data_root(config, data_root, STAGE)
     _check_config(config)
-    link_paths = beamio.match(beamio.join(beamio.stage_dir(data_root, "links"), "links-*.parquet"))
+    link_paths = dataroot.match(
+        dataroot.join(dataroot.stage_dir(data_root, "links"), "links-*.parquet")
+    )
     if not link_paths:
-        raise beamio.StageError(
-            f"no links shards under {beamio.stage_dir(data_root, 'links')}; run `webtext links` first"
+        raise dataroot.StageError(
+            f"no links shards under {dataroot.stage_dir(data_root, 'links')}; run `webtext links` first"
         )
-    fetch_dir = beamio.stage_dir(data_root, STAGE)
+    fetch_dir = dataroot.stage_dir(data_root, STAGE)
     cleaned = remove_leftovers(fetch_dir, old_log=True)
-    part_paths = beamio.match(beamio.join(fetch_dir, PARTS_DIR, "*.parquet"))
+    part_paths = dataroot.match(dataroot.join(fetch_dir, PARTS_DIR, "*.parquet"))
     log.info("fetch: %d links shards, %d log parts already done", len(link_paths), len(part_paths))
     counters = beamio.run_pipeline(
         STAGE,
@@ -350,7 +352,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             ("fetch: failed or skipped", logged - totals.get("ok", 0)),
         ],
     }
-    beamio.write_summary(data_root, STAGE, summary)
+    dataroot.write_summary(data_root, STAGE, summary)
     return summary
 
 

@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 import schemas
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.config import Config, LinksConfig
 from pipeline.links import reddit_api
 from pipeline.links.submissions import (
@@ -77,7 +77,7 @@ def _epoch(date: str, key: str) -> int | None:
     try:
         day = dt.date.fromisoformat(date)
     except ValueError:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f'[links] {key} = {date!r} is not an ISO date (YYYY-MM-DD); fix it or use ""'
         ) from None
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
@@ -98,7 +98,7 @@ class SubmissionRules:
     @classmethod
     def from_config(cls, links: LinksConfig) -> SubmissionRules:
         if links.karma_rule not in KARMA_RULES:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f'[links] karma_rule = {links.karma_rule!r}: use "per_submission" or "per_url"'
             )
         return cls(
@@ -461,9 +461,9 @@ class WriteParquet(beam.PTransform):
 def _resolve(patterns: list[str], key: str) -> list[str]:
     paths: list[str] = []
     for pattern in patterns:
-        found = beamio.match(pattern)
+        found = dataroot.match(pattern)
         if not found:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f"[links] {key}: {pattern!r} matches no file; fix the path or glob"
             )
         paths.extend(found)
@@ -475,13 +475,13 @@ def _check_listings(links: LinksConfig) -> None:
         try:
             reddit_api.parse_listing(spec)
         except ValueError as e:
-            raise beamio.StageError(f"[links] reddit_listings: {e}") from None
+            raise dataroot.StageError(f"[links] reddit_listings: {e}") from None
 
 
 def _remove_old_outputs(out_dir: str) -> None:
     old = [
-        *beamio.match(beamio.join(out_dir, f"{LINKS_PREFIX}-*.parquet")),
-        *beamio.match(beamio.join(out_dir, f"{DEAD_LETTER_PREFIX}-*.parquet")),
+        *dataroot.match(dataroot.join(out_dir, f"{LINKS_PREFIX}-*.parquet")),
+        *dataroot.match(dataroot.join(out_dir, f"{DEAD_LETTER_PREFIX}-*.parquet")),
     ]
     if old:
         FileSystems.delete(old)
@@ -522,14 +522,14 @@ def run(
     praw_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the links stage; returns (and writes) its summary. `praw_settings` is for tests."""
-    beamio.check_data_root(config, data_root, STAGE)
+    dataroot.check_data_root(config, data_root, STAGE)
     links = config.links
     SubmissionRules.from_config(links)  # config errors surface here, not on a worker
     _check_listings(links)
     dump_paths = _resolve(links.dumps, "dumps")
     list_paths = _resolve(links.url_lists, "url_lists")
     if not (dump_paths or list_paths or links.reddit_subreddits):
-        raise beamio.StageError(
+        raise dataroot.StageError(
             "[links] has no source: set dumps, url_lists or reddit_subreddits "
             "(e.g. --set 'links.dumps=[\"RS_2017-*.zst\"]')"
         )
@@ -537,8 +537,8 @@ def run(
         try:  # builds the client only (no request): missing credentials fail here, not per listing
             reddit_api.make_reddit(links.reddit_site, praw_settings)
         except reddit_api.RedditApiError as e:
-            raise beamio.StageError(f"[links] reddit_subreddits is set but {e}") from None
-    out_dir = beamio.stage_dir(data_root, STAGE)
+            raise dataroot.StageError(f"[links] reddit_subreddits is set but {e}") from None
+    out_dir = dataroot.stage_dir(data_root, STAGE)
     _remove_old_outputs(out_dir)
 
     def build(pipeline: beam.Pipeline) -> None:
@@ -547,10 +547,10 @@ def run(
         )
         rows = postings | "BuildLinkSet" >> BuildLinkSet(links)
         rows | "WriteLinks" >> WriteParquet(
-            beamio.join(out_dir, LINKS_PREFIX), schemas.LINK, links.num_shards
+            dataroot.join(out_dir, LINKS_PREFIX), schemas.LINK, links.num_shards
         )
         dead | "WriteDeadLetters" >> WriteParquet(
-            beamio.join(out_dir, DEAD_LETTER_PREFIX), schemas.DEAD_LETTER, 1
+            dataroot.join(out_dir, DEAD_LETTER_PREFIX), schemas.DEAD_LETTER, 1
         )
 
     counters = beamio.run_pipeline(STAGE, build, beam_args)
@@ -566,11 +566,13 @@ def run(
             "reddit_subreddits": list(links.reddit_subreddits),
         },
         "outputs": {
-            "links": beamio.match(beamio.join(out_dir, f"{LINKS_PREFIX}-*.parquet")),
-            "dead_letter": beamio.match(beamio.join(out_dir, f"{DEAD_LETTER_PREFIX}-*.parquet")),
+            "links": dataroot.match(dataroot.join(out_dir, f"{LINKS_PREFIX}-*.parquet")),
+            "dead_letter": dataroot.match(
+                dataroot.join(out_dir, f"{DEAD_LETTER_PREFIX}-*.parquet")
+            ),
         },
     }
-    beamio.write_summary(data_root, STAGE, summary)
+    dataroot.write_summary(data_root, STAGE, summary)
     return summary
 
 

@@ -6,120 +6,38 @@
         --GroupByShard--> --WriteShards-->
     tokens/train-SSSSS-of-NNNNN.bin, tokens/val-00000-of-00001.bin, tokens/_summary.json
 
-A shard is a TokenShardHeader (schemas/tokens.py) then uint16 tokens: its documents in doc_id
-order, each followed by <|endoftext|> (50256). Split and shard depend only on the doc_id, and
-order within a shard only on doc_ids, so a rerun on any runner writes identical bytes. Shards
-are written under a temporary name and renamed, so a reader never sees a partial one.
+The shard format, the split rule and the packing are pipeline/tokenize/shards.py. Split and
+shard depend only on the doc_id, and order within a shard only on doc_ids, so a rerun on any
+runner writes identical bytes. Shards are written under a temporary name and renamed, so a
+reader never sees a partial one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import apache_beam as beam
-import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import beamio
+from pipeline import beamio, dataroot
 from pipeline.bpe import load_gpt2
 from pipeline.config import Config, TokenizerConfig
+from pipeline.tokenize.shards import (
+    TRAIN,
+    VAL,
+    all_shard_keys,
+    pack,
+    shard_bytes,
+    shard_key,
+    shard_name,
+)
 from schemas.records import DEAD_LETTER
-from schemas.tokens import EOT_TOKEN, HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
+from schemas.tokens import HEADER_BYTES, TokenShardHeader
 
 STAGE = "tokenize"
-VAL = "val"
-TRAIN = "train"
 DOCS_PATTERN = "documents-*.parquet"
-
-
-# ---- plain functions: split, shard names, packing, shard bytes ------------------------------
-
-
-def doc_hash(doc_id: str) -> tuple[float, int]:
-    """Two independent stable draws from a doc_id: a uniform in [0, 1) and a 64-bit integer."""
-    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little") / 2.0**64, int.from_bytes(digest[8:], "little")
-
-
-def split_of(doc_id: str, val_fraction: float) -> str:
-    """ "val" for about val_fraction of doc_ids, "train" for the rest; stable forever."""
-    return VAL if doc_hash(doc_id)[0] < val_fraction else TRAIN
-
-
-def shard_key(doc_id: str, val_fraction: float, num_shards: int) -> tuple[str, int]:
-    """The (split, shard index) a document goes to."""
-    u, h = doc_hash(doc_id)
-    if u < val_fraction:
-        return VAL, 0
-    return TRAIN, h % num_shards
-
-
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.bin"
-
-
-def all_shard_keys(num_shards: int) -> list[tuple[str, int]]:
-    return [(TRAIN, i) for i in range(num_shards)] + [(VAL, 0)]
-
-
-@dataclass
-class PackedDocs:
-    """Some documents bound for one shard: their ids, token counts and concatenated tokens."""
-
-    doc_ids: list[str]
-    lengths: np.ndarray  # int64
-    tokens: np.ndarray  # uint16, no separators
-
-    def documents(self) -> Iterator[tuple[str, np.ndarray]]:
-        ends = np.cumsum(self.lengths)
-        starts = ends - self.lengths
-        for doc_id, start, end in zip(self.doc_ids, starts, ends, strict=True):
-            yield doc_id, self.tokens[start:end]
-
-
-def pack(doc_ids: list[str], token_lists: list[list[int]]) -> PackedDocs:
-    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    total = int(lengths.sum())
-    tokens = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=TOKEN_DTYPE, count=total)
-    return PackedDocs(doc_ids, lengths, tokens)
-
-
-def concat_documents(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple[np.ndarray, int]:
-    """Documents in any order -> (their tokens in doc_id order, each followed by eot; count).
-
-    Ties on doc_id, which dedup should have removed, are ordered by their tokens.
-    """
-    docs = [doc for p in packs for doc in p.documents()]
-    repeated = {d for d, n in Counter(d for d, _ in docs).items() if n > 1}
-    docs.sort(key=lambda d: (d[0], d[1].tobytes() if d[0] in repeated else b""))
-    separator = np.array([eot], dtype=TOKEN_DTYPE)
-    pieces = [piece for _, tokens in docs for piece in (tokens, separator)]
-    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=TOKEN_DTYPE)
-    return tokens.astype(TOKEN_DTYPE, copy=False), len(docs)
-
-
-def shard_bytes(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple[bytes, int, int]:
-    """A shard file's bytes from its documents in any order: (bytes, token count, doc count)."""
-    tokens, documents = concat_documents(packs, eot)
-    header = TokenShardHeader(token_count=len(tokens), document_count=documents, eot_token=eot)
-    return header.to_bytes() + tokens.tobytes(), len(tokens), documents
-
-
-def read_shard(path: str) -> tuple[TokenShardHeader, np.ndarray]:
-    """A whole token shard through FileSystems (for checks and tests; the trainer memory-maps)."""
-    with FileSystems.open(path) as f:
-        raw = f.read()
-    header = TokenShardHeader.from_bytes(raw, source=path)
-    tokens = np.frombuffer(raw, dtype=TOKEN_DTYPE, offset=HEADER_BYTES)
-    if len(tokens) != header.token_count:
-        raise ValueError(f"{path}: header says {header.token_count} tokens, file has {len(tokens)}")
-    return header, tokens
 
 
 def read_doc_batches(path: str, batch_docs: int) -> Iterator[tuple[str, list, list]]:
@@ -128,7 +46,7 @@ def read_doc_batches(path: str, batch_docs: int) -> Iterator[tuple[str, list, li
         parquet = pq.ParquetFile(f)
         missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
         if missing:
-            raise beamio.StageError(
+            raise dataroot.StageError(
                 f"{path}: no {' or '.join(sorted(missing))} column; is it a document shard "
                 "written by `webtext build`?"
             )
@@ -200,7 +118,7 @@ class WriteShard(beam.DoFn):
         data, tokens, documents = shard_bytes(p for p in packs if p is not None)
         count = self.num_shards if split == TRAIN else 1
         name = shard_name(split, index, count)
-        beamio.write_bytes_atomic(beamio.join(self.out_dir, name), data)
+        dataroot.write_bytes_atomic(dataroot.join(self.out_dir, name), data)
         beamio.counter(STAGE, f"documents_{split}").inc(documents)
         beamio.counter(STAGE, f"tokens_{split}").inc(tokens)
         yield {"shard": name, "tokens": tokens, "documents": documents}
@@ -239,19 +157,19 @@ class TokenizeDocuments(beam.PTransform):
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
-    beamio.check_data_root(config, data_root, STAGE)
+    dataroot.check_data_root(config, data_root, STAGE)
     if config.tokenize.num_shards < 1:
-        raise beamio.StageError("[tokenize] num_shards must be at least 1")
+        raise dataroot.StageError("[tokenize] num_shards must be at least 1")
     if not 0.0 <= config.tokenize.val_fraction < 1.0:
-        raise beamio.StageError("[tokenize] val_fraction must be in [0, 1)")
-    docs_dir = beamio.stage_dir(data_root, "build")
-    paths = beamio.match(beamio.join(docs_dir, DOCS_PATTERN))
+        raise dataroot.StageError("[tokenize] val_fraction must be in [0, 1)")
+    docs_dir = dataroot.stage_dir(data_root, "build")
+    paths = dataroot.match(dataroot.join(docs_dir, DOCS_PATTERN))
     if not paths:
-        raise beamio.StageError(
+        raise dataroot.StageError(
             f"no document shards ({DOCS_PATTERN}) under {docs_dir}; run `webtext build` first"
         )
     load_gpt2(config.tokenizer)  # fail here, in one line, rather than inside a worker
-    out_dir = beamio.stage_dir(data_root, STAGE)
+    out_dir = dataroot.stage_dir(data_root, STAGE)
 
     def build(p: beam.Pipeline) -> None:
         outputs = (
@@ -259,7 +177,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         )
         beamio.write_parquet(
             outputs["dead_letter"],
-            beamio.join(out_dir, "dead_letter"),
+            dataroot.join(out_dir, "dead_letter"),
             DEAD_LETTER,
             num_shards=1,
         )
@@ -269,7 +187,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
     for key in all_shard_keys(config.tokenize.num_shards):
         count = config.tokenize.num_shards if key[0] == TRAIN else 1
         name = shard_name(key[0], key[1], count)
-        with FileSystems.open(beamio.join(out_dir, name)) as f:
+        with FileSystems.open(dataroot.join(out_dir, name)) as f:
             header = TokenShardHeader.from_bytes(f.read(HEADER_BYTES), source=name)
         shards.append(
             {"shard": name, "tokens": header.token_count, "documents": header.document_count}
@@ -288,7 +206,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             ["validation tokens", counters.get("tokens_val", 0)],
         ],
     }
-    beamio.write_summary(data_root, STAGE, summary)
+    dataroot.write_summary(data_root, STAGE, summary)
     return summary
 
 
