@@ -37,10 +37,12 @@ TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}
 STAGE_DIRS = {
     "links": "links",
     "fetch": "fetch",
-    "build": "docs",
+    "build": "documents",
     "tokenize": "tokens",
     "train": "runs",
 }
+# Stage folders that earlier versions named otherwise: stage -> old name.
+OLD_STAGE_DIRS = {"build": "docs"}
 CONFIG_RECORD = "_config.json"
 SUMMARY = "_summary.json"
 
@@ -57,8 +59,52 @@ def stage_dir(data_root: str, stage: str) -> str:
     return join(data_root, STAGE_DIRS[stage])
 
 
+def scratch_dir(data_root: str, stage: str) -> str:
+    """Where a stage writes files before moving them into its folder: beside the folder, not
+    in it, so a killed run leaves nothing there that a reader of the folder would trip on."""
+    return join(data_root, f"{STAGE_DIRS[stage]}.tmp")
+
+
+def check_not_renamed(data_root: str, stage: str) -> None:
+    """Refuse a data root that holds a stage's output only under the folder's old name."""
+    old_name = OLD_STAGE_DIRS.get(stage)
+    if old_name is None:
+        return
+    old, new = join(data_root, old_name), stage_dir(data_root, stage)
+    if exists(join(old, CONFIG_RECORD)) and not exists(new):
+        raise StageError(
+            f"{old} is the old name of the {stage} output; it is now {new}, laid out as a "
+            f"Hugging Face dataset (shards under data/): move the old folder away "
+            f"(mv {old} {old}.old) and rerun `webtext {stage}`"
+        )
+
+
 def exists(path: str) -> bool:
     return FileSystems.exists(path)
+
+
+def delete_folder(path: str) -> None:
+    """Delete a folder and everything under it; nothing when it is not there."""
+    if exists(path):  # a local folder
+        FileSystems.delete([path])
+    elif files := match(join(path, "**")):  # objects under a prefix (gs://, s3://)
+        FileSystems.delete(files)
+
+
+def move_into(paths: list[str], folder: str) -> None:
+    """Move files into `folder` under their own names (a rename within one filesystem)."""
+    if not paths:
+        return
+    _make_folder(folder)
+    FileSystems.rename(paths, [join(folder, FileSystems.split(p)[1]) for p in paths])
+
+
+def _make_folder(folder: str) -> None:
+    if not exists(folder):
+        try:
+            FileSystems.mkdirs(folder)
+        except OSError:  # another worker made it first
+            pass
 
 
 def read_json(path: str) -> Any:
@@ -66,18 +112,26 @@ def read_json(path: str) -> Any:
         return json.loads(f.read().decode("utf-8"))
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write under a temporary name, then rename, so readers never see a partial file."""
-    tmp = f"{path}.tmp-{time.time_ns()}"
+def write_bytes_atomic(path: str, data: bytes, scratch: str | None = None) -> None:
+    """Write under a temporary name, then rename, so readers never see a partial file.
+
+    The temporary file goes beside `path`, or into the folder `scratch` (on the same
+    filesystem) so that a killed write leaves nothing beside `path`.
+    """
+    folder, name = FileSystems.split(path)
+    tmp = join(scratch or folder, f"{name}.tmp-{time.time_ns()}")
     with FileSystems.create(tmp) as f:
         f.write(data)
     if FileSystems.exists(path):
         FileSystems.delete([path])
+    elif scratch:
+        _make_folder(folder)
     FileSystems.rename([tmp], [path])
 
 
-def write_json(path: str, obj: Any) -> None:
-    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+def write_json(path: str, obj: Any, scratch: str | None = None) -> None:
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    write_bytes_atomic(path, data, scratch)
 
 
 def match(pattern: str) -> list[str]:

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipeline import beamio
+from pipeline.build.dataset import DOCUMENT_SHARDS
 from pipeline.config import Config, TrainConfig
 from training.data import StepSampler, TokenWindows, eval_batches, open_shard, tokenize_docs
 from training.model import GPT, GPTConfig, gpt_config
@@ -388,8 +389,9 @@ def load_data(config: Config, data_root: str, d: Distributed) -> tuple[list, lis
             open_shard(str(p)) for p in sorted(folder.glob("val-*-of-*.bin"))
         ]
     if cfg.data == "docs":
+        beamio.check_not_renamed(data_root, "build")
         folder = Path(beamio.stage_dir(data_root, "build"))
-        paths = [str(p) for p in sorted(folder.glob("documents-*.parquet"))]
+        paths = [str(p) for p in sorted(folder.glob(DOCUMENT_SHARDS))]
         if not paths:
             raise beamio.StageError(f"no document shards under {folder}; run `webtext build` first")
         tokens = tokenize_docs(

@@ -1,6 +1,6 @@
 """The tokenize stage: document shards -> GPT-2 token shards for the trainer.
 
-    docs/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
+    documents/data/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
         --Encode-->    tiktoken's encode_ordinary_batch; each document goes to its split and
                        shard by a hash of its doc_id, packed per shard
         --GroupByShard--> --WriteShards-->
@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import beamio
 from pipeline.bpe import load_gpt2
+from pipeline.build.dataset import DOCUMENT_SHARDS
 from pipeline.config import Config, TokenizerConfig
 from schemas.records import DEAD_LETTER
 from schemas.tokens import EOT_TOKEN, HEADER_BYTES, TOKEN_DTYPE, TokenShardHeader
@@ -35,7 +36,6 @@ from schemas.tokens import EOT_TOKEN, HEADER_BYTES, TOKEN_DTYPE, TokenShardHeade
 STAGE = "tokenize"
 VAL = "val"
 TRAIN = "train"
-DOCS_PATTERN = "documents-*.parquet"
 
 
 # ---- plain functions: split, shard names, packing, shard bytes ------------------------------
@@ -239,16 +239,17 @@ class TokenizeDocuments(beam.PTransform):
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    beamio.check_not_renamed(data_root, "build")
     beamio.check_data_root(config, data_root, STAGE)
     if config.tokenize.num_shards < 1:
         raise beamio.StageError("[tokenize] num_shards must be at least 1")
     if not 0.0 <= config.tokenize.val_fraction < 1.0:
         raise beamio.StageError("[tokenize] val_fraction must be in [0, 1)")
     docs_dir = beamio.stage_dir(data_root, "build")
-    paths = beamio.match(beamio.join(docs_dir, DOCS_PATTERN))
+    paths = beamio.match(beamio.join(docs_dir, DOCUMENT_SHARDS))
     if not paths:
         raise beamio.StageError(
-            f"no document shards ({DOCS_PATTERN}) under {docs_dir}; run `webtext build` first"
+            f"no document shards ({DOCUMENT_SHARDS}) under {docs_dir}; run `webtext build` first"
         )
     load_gpt2(config.tokenizer)  # fail here, in one line, rather than inside a worker
     out_dir = beamio.stage_dir(data_root, STAGE)
