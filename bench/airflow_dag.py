@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.dataroot import DOCUMENT_SHARDS
 from pipeline.demo.server import MicroWeb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,7 +103,7 @@ def main() -> None:
     anchor_wall, anchor_cpu = time.monotonic() - started, children_cpu() - cpu
 
     docs = {
-        name: len(list((d / "data" / "docs").glob("documents-*.parquet")))
+        name: len(list((d / "data" / "documents").glob(DOCUMENT_SHARDS)))
         for name, d in (("airflow", airflow_dir), ("anchor", anchor_dir))
     }
     print(f"install (venv already built): {install_wall:.2f} s wall")

@@ -67,12 +67,16 @@ def main() -> None:
     texts = make_documents(args.tokens)
     with tempfile.TemporaryDirectory() as root:
         for attempt in range(args.repeat):
-            (Path(root) / f"run{attempt}" / "docs").mkdir(parents=True)
+            (Path(root) / f"run{attempt}" / "documents" / "data").mkdir(parents=True)
         ids = [f"{i:08x}" for i in range(len(texts))]
         for attempt in range(args.repeat):
             pq.write_table(
                 pa.table({"doc_id": ids, "text": texts}),
-                Path(root) / f"run{attempt}" / "docs" / "documents-00000-of-00001.parquet",
+                Path(root)
+                / f"run{attempt}"
+                / "documents"
+                / "data"
+                / "documents-00000-of-00001.parquet",
                 row_group_size=1000,
                 compression="zstd",
             )

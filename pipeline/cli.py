@@ -26,7 +26,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "fetch": ("pipeline.fetch.stage", "links -> raw responses as WARC + fetch log (fetch/)"),
     "build": (
         "pipeline.build.stage",
-        "WARC -> extracted, filtered, deduplicated documents (docs/)",
+        "WARC -> extracted, filtered, deduplicated documents (documents/)",
     ),
     "tokenize": ("pipeline.tokenize.stage", "documents -> GPT-2 token shards (tokens/)"),
     "train": ("training.train", "token shards -> GPT-2 checkpoints (runs/)"),
@@ -41,7 +41,7 @@ examples:
       --set 'links.dumps=["gs://bucket/reddit/RS_2017-*.zst"]' \\
       --runner DataflowRunner --project my-project --region us-central1 \\
       --temp_location gs://bucket/tmp
-  webtext validate demo-data/docs
+  webtext validate demo-data/documents
 
 Options that webtext does not know are Beam pipeline options and pass through unchanged.
 """
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--data-root",
             default="data",
-            help="folder (local, gs://, s3://) holding links/ fetch/ docs/ tokens/ runs/ "
+            help="folder (local, gs://, s3://) holding links/ fetch/ documents/ tokens/ runs/ "
             "(default: ./data)",
         )
         p.add_argument(
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser(
         "validate",
         help="check a dataset folder against its manifest",
-        description="Check a docs/ folder against its manifest.json: schemas, row counts, "
+        description="Check a documents/ folder against its manifest.json: schemas, row counts, "
         "checksums, missing or extra shards.",
     )
     validate.add_argument("dataset_dir", metavar="DIR")
@@ -149,6 +149,7 @@ def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
 
 def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
     from pipeline import dataroot
+    from pipeline.dataroot import DOCUMENT_SHARDS
     from pipeline.demo import MicroWeb, generate
 
     base = load(args.config, args.overrides)
@@ -167,7 +168,9 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
         run_all(config, args.data_root, beam_args)
     print()
     run_stage("sample", config, args.data_root, beam_args)
-    print(f"\nDocument shards: {dataroot.stage_dir(args.data_root, 'build')}/documents-*.parquet")
+    print(
+        f"\nDocument shards: {dataroot.join(dataroot.stage_dir(args.data_root, 'build'), DOCUMENT_SHARDS)}"
+    )
     print(f"Token shards:    {dataroot.stage_dir(args.data_root, 'tokenize')}/")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -32,10 +33,14 @@ TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}
 STAGE_DIRS = {
     "links": "links",
     "fetch": "fetch",
-    "build": "docs",
+    "build": "documents",
     "tokenize": "tokens",
     "train": "runs",
 }
+# Stage folders that earlier versions named otherwise: stage -> old name.
+OLD_STAGE_DIRS = {"build": "docs"}
+# Inside the build stage's dataset folder, laid out as a Hugging Face dataset.
+DOCUMENT_SHARDS = "data/documents-*.parquet"
 CONFIG_RECORD = "_config.json"
 SUMMARY = "_summary.json"
 
@@ -69,6 +74,26 @@ def stage_dir(data_root: str, stage: str) -> str:
     return join(data_root, STAGE_DIRS[stage])
 
 
+def scratch_dir(data_root: str, stage: str) -> str:
+    """Where a stage writes files before moving them into its folder: beside the folder, not
+    in it, so a killed run leaves nothing there that a reader of the folder would trip on."""
+    return join(data_root, f"{STAGE_DIRS[stage]}.tmp")
+
+
+def check_not_renamed(data_root: str, stage: str) -> None:
+    """Refuse a data root that holds a stage's output only under the folder's old name."""
+    old_name = OLD_STAGE_DIRS.get(stage)
+    if old_name is None:
+        return
+    old, new = join(data_root, old_name), stage_dir(data_root, stage)
+    if exists(join(old, CONFIG_RECORD)) and not exists(new):
+        raise StageError(
+            f"{old} is the old name of the {stage} output; it is now {new}, laid out as a "
+            f"Hugging Face dataset (shards under data/): move the old folder away "
+            f"(mv {old} {old}.old) and rerun `webtext {stage}`"
+        )
+
+
 def exists(path: str) -> bool:
     if _is_remote(path):
         return _filesystems().exists(path)
@@ -87,27 +112,34 @@ def read_json(path: str) -> Any:
     return json.loads(read_bytes(path).decode("utf-8"))
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write under a temporary name, then rename, so readers never see a partial file."""
-    tmp = f"{path}.tmp-{time.time_ns()}"
+def write_bytes_atomic(path: str, data: bytes, scratch: str | None = None) -> None:
+    """Write under a temporary name, then rename, so readers never see a partial file.
+
+    The temporary file goes beside `path`, or into the folder `scratch` (on the same
+    filesystem) so that a killed write leaves nothing beside `path`.
+    """
     if _is_remote(path):
         filesystems = _filesystems()
+        folder, name = filesystems.split(path)
+        tmp = join(scratch or folder, f"{name}.tmp-{time.time_ns()}")
         with filesystems.create(tmp) as f:
             f.write(data)
         if filesystems.exists(path):
             filesystems.delete([path])
         filesystems.rename([tmp], [path])
         return
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(scratch or folder, f"{name}.tmp-{time.time_ns()}")
+    for needed in {folder, scratch or folder} - {""}:
+        os.makedirs(needed, exist_ok=True)
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
 
 
-def write_json(path: str, obj: Any) -> None:
-    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+def write_json(path: str, obj: Any, scratch: str | None = None) -> None:
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    write_bytes_atomic(path, data, scratch)
 
 
 def make_dirs(path: str) -> None:
@@ -115,6 +147,28 @@ def make_dirs(path: str) -> None:
         _filesystems().mkdirs(path)
     else:
         os.makedirs(path, exist_ok=True)
+
+
+def delete_folder(path: str) -> None:
+    """Delete a folder and everything under it; nothing when it is not there."""
+    if not _is_remote(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif files := match(join(path, "**")):  # objects under a prefix
+        _filesystems().delete(files)
+
+
+def move_into(paths: list[str], folder: str) -> None:
+    """Move files into `folder` under their own names (a rename within one filesystem)."""
+    if not paths:
+        return
+    if not exists(folder):
+        make_dirs(folder)
+    if _is_remote(folder):
+        filesystems = _filesystems()
+        filesystems.rename(paths, [join(folder, filesystems.split(p)[1]) for p in paths])
+        return
+    for path in paths:
+        os.replace(path, os.path.join(folder, os.path.basename(path)))
 
 
 def match(pattern: str) -> list[str]:

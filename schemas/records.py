@@ -4,12 +4,12 @@ This module is the only place a column is defined. Each schema carries its name 
 version in its metadata, so a Parquet file says what it holds; `check_table` compares
 a table against the schema it claims to follow.
 
-    submission  -> links/      one Reddit submission, normalized across dump eras and the API
-    link        -> links/      one normalized URL with every submission that posted it
-    fetch       -> fetch/      one fetch attempt's outcome, pointing into the WARC files
-    document    -> docs/       one extracted, filtered, deduplicated document
-    removed     -> docs/       one document removed by a filter or by dedup, and why
-    dead_letter -> any stage   one input record that could not be parsed, and where it was
+    submission  -> links/              one Reddit submission, normalized across dump eras and the API
+    link        -> links/              one normalized URL with every submission that posted it
+    fetch       -> fetch/              one fetch attempt's outcome, pointing into the WARC files
+    document    -> documents/data/     one extracted, filtered, deduplicated document
+    removed     -> documents/removed/  one document removed by a filter or by dedup, and why
+    dead_letter -> any stage           one input record that could not be parsed, and where it was
 """
 
 from __future__ import annotations

@@ -38,6 +38,15 @@ def run_webtext(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     )
 
 
+def write_old_build_output(data_root: Path) -> Path:
+    """A build output as versions before the documents/ folder wrote it: DATA_ROOT/docs."""
+    old = data_root / "docs"
+    old.mkdir(parents=True)
+    (old / "_config.json").write_text("{}")
+    (old / "manifest.json").write_text('{"shards": {}}')
+    return old
+
+
 def require_shared(*parts: str) -> Path:
     """The path under ../shared, or skip the test with the reason."""
     path = SHARED.joinpath(*parts)

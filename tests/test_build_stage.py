@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filebasedsink import FileBasedSink
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline import dataroot
+from pipeline.build import dataset
 from pipeline.build import stage as build
 from pipeline.build.extract import document_id
-from pipeline.config import load
+from pipeline.config import Config, load
+from pipeline.dataroot import DOCUMENT_SHARDS
 from pipeline.warc import read_response
 from schemas.records import DEAD_LETTER, DOCUMENT, FETCH, LINK, REMOVED, check_table
-from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared
+from tests.conftest import DEMO_CONFIG, LIBRARY_ARTICLE, require_shared, write_old_build_output
+from tests.readers import doc_ids_by_reader
 
 LIBRARY = LIBRARY_ARTICLE
 BRIDGE = (
@@ -130,8 +135,14 @@ def write_fetch_output(root: Path) -> dict[str, str]:
     return expected
 
 
+def killed(*args, **kwargs):
+    raise RuntimeError("killed")
+
+
 @pytest.fixture(scope="module")
-def stage_run(tmp_path_factory):
+def killed_run(tmp_path_factory) -> tuple[Path, dict, Config, list[str]]:
+    """A data root whose first build died while Beam's file sink was writing: (root, what
+    to expect, config, the names the killed run left in the scratch folder)."""
     ranks = require_shared("tokenizers", "r50k_base.tiktoken")
     root = tmp_path_factory.mktemp("data")
     expected = write_fetch_output(root)
@@ -139,19 +150,30 @@ def stage_run(tmp_path_factory):
         DEMO_CONFIG,
         [f'tokenizer.ranks_file="{ranks}"', "build.num_shards=1", "run.progress_every=0"],
     )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FileBasedSink, "finalize_write", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            build.run(config, str(root), [])
+    left_over = sorted(p.name for p in (root / "documents.tmp").iterdir())
+    return root, expected, config, left_over
+
+
+@pytest.fixture(scope="module")
+def stage_run(killed_run):
+    root, expected, config, _ = killed_run
     summary = build.run(config, str(root), [])
     return root, expected, summary
 
 
 def read(root: Path, pattern: str) -> pa.Table:
-    files = sorted((root / "docs").glob(pattern))
-    assert files, f"no {pattern} under {root / 'docs'}"
+    files = sorted((root / "documents").glob(pattern))
+    assert files, f"no {pattern} under {root / 'documents'}"
     return pa.concat_tables(pq.read_table(f) for f in files)
 
 
 def test_documents_match_the_schema_and_hold_the_kept_pages(stage_run):
     root, expected, _ = stage_run
-    docs = read(root, "documents-*.parquet")
+    docs = read(root, DOCUMENT_SHARDS)
     assert check_table(docs.schema, DOCUMENT) == []
     kept = {url for url, outcome in expected.items() if outcome == "kept"}
     assert set(docs.column("normalized_url").to_pylist()) == kept
@@ -159,7 +181,7 @@ def test_documents_match_the_schema_and_hold_the_kept_pages(stage_run):
 
 def test_documents_carry_provenance_back_to_reddit_and_the_warc(stage_run):
     root, _, _ = stage_run
-    docs = {row["normalized_url"]: row for row in read(root, "documents-*.parquet").to_pylist()}
+    docs = {row["normalized_url"]: row for row in read(root, DOCUMENT_SHARDS).to_pylist()}
     library = docs["http://news.example/library"]
     assert library["doc_id"] == document_id("http://news.example/library")
     assert library["submissions"][0]["id"] == f"s{library['karma']}"
@@ -177,7 +199,7 @@ def test_documents_carry_provenance_back_to_reddit_and_the_warc(stage_run):
 
 def test_undeclared_cp1252_page_is_decoded(stage_run):
     root, _, _ = stage_run
-    docs = {row["normalized_url"]: row for row in read(root, "documents-*.parquet").to_pylist()}
+    docs = {row["normalized_url"]: row for row in read(root, DOCUMENT_SHARDS).to_pylist()}
     assert "“green corridor”" in docs["http://news.example/garden"]["text"]
 
 
@@ -215,7 +237,41 @@ def test_summary_counts_every_reason(stage_run):
     assert counters["dead_letter_no_link"] == 1 and counters["dead_letter_warc"] == 1
     assert dataroot.read_summary(str(root), "build")["counters"] == counters
     assert summary["totals"]["documents"] == 3
-    assert (root / "docs" / "manifest.json").exists()
+    assert (root / "documents" / "manifest.json").exists()
+
+
+def test_the_dataset_opens_in_every_reader_and_validates(stage_run, tmp_path):
+    root, _, summary = stage_run
+    folder = root / "documents"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    expected = sorted(read(root, DOCUMENT_SHARDS).column("doc_id").to_pylist())
+    assert len(expected) == manifest["totals"]["documents"] == summary["totals"]["documents"]
+    for reader, ids in doc_ids_by_reader(folder, tmp_path / "hf").items():
+        assert ids == expected, reader
+    assert dataset.validate(str(folder)) == []
+
+
+def test_a_killed_build_rerun_leaves_no_temporary_files_in_the_dataset(killed_run, stage_run):
+    root, _, _, left_over = killed_run
+    assert [name for name in left_over if name.startswith("beam-temp-")], left_over
+    assert not (root / "documents.tmp").exists()
+    temporary = [
+        p for p in (root / "documents").rglob("*") if "beam-temp" in p.name or ".tmp-" in p.name
+    ]
+    assert temporary == []
+
+
+def test_build_over_the_old_docs_folder_says_it_was_renamed(tmp_path):
+    old = write_old_build_output(tmp_path)
+    with pytest.raises(dataroot.StageError) as error:
+        build.run(load(DEMO_CONFIG), str(tmp_path), [])
+    message = str(error.value)
+    assert "\n" not in message
+    assert (
+        f"{old} is the old name of the build output; it is now {tmp_path / 'documents'}" in message
+    )
+    assert f"mv {old} {old}.old" in message and "webtext build" in message
+    assert not (tmp_path / "documents").exists()
 
 
 def test_stage_without_fetch_output_says_what_to_run(tmp_path):

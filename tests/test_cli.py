@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import run_webtext as webtext
+from tests.conftest import write_old_build_output
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -39,3 +40,9 @@ def test_validate_of_a_folder_without_manifest_fails(tmp_path: Path) -> None:
     result = webtext("validate", str(tmp_path))
     assert result.returncode != 0
     assert "manifest" in (result.stdout + result.stderr)
+
+
+def test_validate_of_the_old_docs_folder_names_the_new_one(tmp_path: Path) -> None:
+    old = write_old_build_output(tmp_path)
+    result = webtext("validate", str(old))
+    assert_one_line_error(result, f"{old} is the old name", str(tmp_path / "documents"))

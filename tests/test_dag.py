@@ -23,6 +23,7 @@ import pytest
 
 from pipeline.cli import _parser as webtext_parser
 from pipeline.config import load
+from pipeline.dataroot import DOCUMENT_SHARDS
 from schemas.records import DOCUMENT, check_table
 from schemas.tokens import HEADER_BYTES, TokenShardHeader
 from tests.conftest import REPO, require_shared
@@ -160,8 +161,8 @@ def test_airflow_dags_test_builds_the_dataset_on_the_micro_web(tmp_path: Path) -
     run_script("run", str(tmp_path), timeout=1200)
     data = tmp_path / "data"
 
-    shards = sorted((data / "docs").glob("documents-*.parquet"))
-    assert shards, f"no document shards in {data / 'docs'}"
+    shards = sorted((data / "documents").glob(DOCUMENT_SHARDS))
+    assert shards, f"no document shards in {data / 'documents'}"
     rows = 0
     for shard in shards:
         table = pq.read_table(shard)

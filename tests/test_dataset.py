@@ -11,13 +11,15 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import schemas
 from pipeline import beamio, dataroot
 from pipeline.build import dataset
 from pipeline.build.textnorm import text_hash
 from pipeline.config import Config, load
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import DEMO_CONFIG, write_old_build_output
+from tests.readers import doc_ids_by_reader, load_offline
 
 HOSTS = ["example.com", "news.example.org", "blog.example.net"]
 
@@ -108,12 +110,12 @@ def built(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_shards_have_deterministic_names_sorted_rows_and_row_groups(built):
     root, manifest = built
-    docs = root / "docs"
-    names = sorted(p.name for p in docs.glob("documents-*.parquet"))
+    data = root / "documents" / "data"
+    names = sorted(p.name for p in data.glob("documents-*.parquet"))
     assert names == [f"documents-{i:05d}-of-00003.parquet" for i in range(3)]
     total = 0
     for name in names:
-        parquet = pq.ParquetFile(docs / name)
+        parquet = pq.ParquetFile(data / name)
         table = parquet.read()
         ids = table.column("doc_id").to_pylist()
         assert ids == sorted(ids)
@@ -134,10 +136,54 @@ def test_shards_read_back_with_plain_pyarrow_glob(built):
     import pyarrow.dataset as ds
 
     table = ds.dataset(
-        sorted(str(p) for p in (root / "docs").glob("documents-*.parquet"))
+        sorted(str(p) for p in (root / "documents").glob(dataset.DOCUMENT_SHARDS))
     ).to_table()
     assert table.num_rows == 40
     assert table.column("submissions").type == schemas.DOCUMENT.field("submissions").type
+
+
+def test_every_reader_opens_the_dataset_without_options(built, tmp_path):
+    root, manifest = built
+    folder = root / "documents"
+    expected = sorted(
+        doc_id
+        for shard in manifest["shards"]["documents"]
+        for doc_id in pq.read_table(folder / shard["path"]).column("doc_id").to_pylist()
+    )
+    assert len(expected) == manifest["totals"]["documents"] == 40
+    for reader, ids in doc_ids_by_reader(folder, tmp_path / "hf").items():
+        assert ids == expected, reader
+
+
+def test_removed_documents_are_the_second_config_of_the_card(built, tmp_path):
+    root, manifest = built
+    card = (root / "documents" / "README.md").read_text()
+    assert card.startswith("---\n")
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["configs"] == [
+        {
+            "config_name": "default",
+            "default": True,
+            "data_files": [{"split": "train", "path": "data/*.parquet"}],
+        },
+        {"config_name": "removed", "data_files": [{"split": "train", "path": "removed/*.parquet"}]},
+    ]
+    assert front["language"] == ["en"] and front["size_categories"] == ["n<1K"]
+    removed = load_offline(root / "documents", tmp_path / "hf", "removed")["train"]
+    assert removed.num_rows == manifest["totals"]["removed"] == 5
+
+
+def test_finish_leaves_no_scratch_folder(built):
+    root, _ = built
+    assert not (root / "documents.tmp").exists()
+    assert not [p for p in (root / "documents").rglob("*") if ".tmp-" in p.name]
+
+
+def test_size_category_follows_the_hub_buckets():
+    assert dataset.size_category(0) == "n<1K"
+    assert dataset.size_category(1000) == "1K<n<10K"
+    assert dataset.size_category(8_000_000) == "1M<n<10M"
+    assert dataset.size_category(10**9) == "n>1B"
 
 
 def test_rerun_writes_byte_identical_shards(built, tmp_path):
@@ -150,7 +196,7 @@ def test_rerun_writes_byte_identical_shards(built, tmp_path):
 
 def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
     root, manifest = built
-    on_disk = json.loads((root / "docs" / "manifest.json").read_text())
+    on_disk = json.loads((root / "documents" / "manifest.json").read_text())
     assert on_disk["shards"] == manifest["shards"]
     assert manifest["config"]["dedup"]["num_perm"] == 128
     assert manifest["versions"]["pyarrow"] and manifest["versions"]["python"]
@@ -165,37 +211,37 @@ def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
 
 def test_dataset_card_has_funnel_domains_and_plots(built):
     root, _ = built
-    card = (root / "docs" / "README.md").read_text()
+    card = (root / "documents" / "README.md").read_text()
     assert "## Funnel" in card and "| dedup: near duplicates removed | 5 |" in card
     assert "| example.com | 14 |" in card
     for plot in ("plots/length.png", "plots/language.png"):
         assert f"]({plot})" in card
-        assert (root / "docs" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (root / "documents" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_validate_passes_on_a_fresh_dataset(built):
     root, _ = built
-    assert dataset.validate(str(root / "docs")) == []
+    assert dataset.validate(str(root / "documents")) == []
 
 
 def test_validate_detects_corruption_missing_and_extra_shards(tmp_path):
     _build(tmp_path, _config(num_shards=2))
-    docs = tmp_path / "docs"
-    shard = docs / "documents-00000-of-00002.parquet"
+    docs = tmp_path / "documents"
+    shard = docs / "data" / "documents-00000-of-00002.parquet"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    (docs / "documents-00001-of-00002.parquet").unlink()
-    (docs / "documents-00009-of-00010.parquet").write_bytes(b"stray")
+    (docs / "data" / "documents-00001-of-00002.parquet").unlink()
+    (docs / "data" / "documents-00009-of-00010.parquet").write_bytes(b"stray")
     problems = dataset.validate(str(docs))
-    assert any("documents-00000-of-00002.parquet: checksum" in p for p in problems)
-    assert "documents-00001-of-00002.parquet: missing" in problems
-    assert "documents-00009-of-00010.parquet: shard not in the manifest" in problems
+    assert any("data/documents-00000-of-00002.parquet: checksum" in p for p in problems)
+    assert "data/documents-00001-of-00002.parquet: missing" in problems
+    assert "data/documents-00009-of-00010.parquet: shard not in the manifest" in problems
 
 
 def test_validate_detects_row_count_and_schema_mismatch(tmp_path):
     _build(tmp_path, _config(num_shards=1))
-    docs = tmp_path / "docs"
+    docs = tmp_path / "documents"
     manifest = json.loads((docs / "manifest.json").read_text())
     manifest["shards"]["documents"][0]["rows"] += 1
     (docs / "manifest.json").write_text(json.dumps(manifest))
@@ -212,6 +258,12 @@ def test_validate_without_manifest_says_so(tmp_path):
     assert dataset.validate(str(tmp_path))[0].startswith("no manifest.json")
 
 
+def test_validate_of_the_old_docs_folder_says_it_was_renamed(tmp_path):
+    old = write_old_build_output(tmp_path)
+    with pytest.raises(beamio.StageError, match=r"docs is the old name .* now .*documents"):
+        dataset.validate(str(old))
+
+
 def test_shard_count_follows_target_size():
     assert dataset.shard_count(0, 256) == 1
     assert dataset.shard_count(256 * 1024 * 1024, 256) == 1
@@ -220,5 +272,5 @@ def test_shard_count_follows_target_size():
 
 def test_removed_text_is_dropped_unless_write_rejected(tmp_path):
     _build(tmp_path, _config(num_shards=1, write_rejected=False))
-    table = pq.read_table(tmp_path / "docs" / "removed" / "removed-00000-of-00001.parquet")
+    table = pq.read_table(tmp_path / "documents" / "removed" / "removed-00000-of-00001.parquet")
     assert table.column("text").null_count == table.num_rows == 5

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
+from pipeline.dataroot import DOCUMENT_SHARDS
 from tests.conftest import require_shared
 from tests.conftest import run_webtext as webtext
 
@@ -65,7 +66,7 @@ def test_fetch_outcomes_equal_the_planted_web(demo_run) -> None:
 
 def test_build_removes_what_was_planted_and_writes_the_rest(demo_run) -> None:
     root, _ = demo_run
-    build, planted = summary(root, "docs"), truth(root)
+    build, planted = summary(root, "documents"), truth(root)
     assert build["too_short"] == planted["short_pages"]
     assert build["language"] == planted["non_english_pages"]
     assert build["exact_duplicate"] + build["near_duplicate"] == planted["removed_as_duplicates"]
@@ -75,7 +76,7 @@ def test_build_removes_what_was_planted_and_writes_the_rest(demo_run) -> None:
 def test_document_shards_match_the_schema_and_keep_one_per_cluster(demo_run) -> None:
     root, _ = demo_run
     planted = truth(root)
-    tables = [pq.read_table(p) for p in sorted((root / "docs").glob("documents-*.parquet"))]
+    tables = [pq.read_table(p) for p in sorted((root / "documents").glob(DOCUMENT_SHARDS))]
     assert tables and all(schemas.check_table(t.schema, schemas.DOCUMENT) == [] for t in tables)
     rows = [row for t in tables for row in t.select(["final_url", "host"]).to_pylist()]
     assert len(rows) == planted["documents_written"]
@@ -102,7 +103,7 @@ def test_a_second_demo_run_resumes_instead_of_failing(demo_run) -> None:
         *SHORT_TRAINING,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
-    assert summary(root, "docs")["documents_written"] == truth(root)["documents_written"]
+    assert summary(root, "documents")["documents_written"] == truth(root)["documents_written"]
 
 
 def test_a_data_root_made_with_another_config_is_refused(demo_run) -> None:

@@ -16,6 +16,7 @@ from pipeline.dataroot import StageError
 from pipeline.tokenize import shards
 from pipeline.tokenize import stage as tokenize
 from schemas.tokens import EOT_TOKEN
+from tests.conftest import write_old_build_output
 
 WORDS = "the cat sat on a mat while rain fell over Paris and 42 naïve coders wrote 😀 tests".split()
 
@@ -30,7 +31,7 @@ def make_docs(n: int, seed: int = 7) -> dict[str, str]:
 
 
 def write_docs(data_root: Path, docs: dict[str, str], files: int = 2) -> None:
-    out = data_root / "docs"
+    out = data_root / "documents" / "data"
     out.mkdir(parents=True)
     items = list(docs.items())
     random.Random(1).shuffle(items)  # the stage must not depend on input order
@@ -90,9 +91,9 @@ def test_rerun_writes_identical_bytes(
 def test_empty_and_null_texts_go_to_dead_letter(
     tmp_path: Path, demo_config_path: Path, ranks_file: Path
 ) -> None:
-    (tmp_path / "docs").mkdir()
+    (tmp_path / "documents" / "data").mkdir(parents=True)
     table = pa.table({"doc_id": ["a", "b", "c"], "text": ["Hello world", "", None]})
-    pq.write_table(table, tmp_path / "docs" / "documents-00000-of-00001.parquet")
+    pq.write_table(table, tmp_path / "documents" / "data" / "documents-00000-of-00001.parquet")
     config = config_for(demo_config_path, ranks_file, val_fraction=0.0, num_shards=1)
 
     summary = tokenize.run(config, str(tmp_path), [])
@@ -112,6 +113,15 @@ def test_split_is_stable_and_near_the_fraction() -> None:
     assert shards.split_of("id-1", 0.05) == shards.split_of("id-1", 0.05)
     counts = np.bincount([shards.shard_key(d, 0.0, 4)[1] for d in ids], minlength=4)
     assert counts.min() > 4700
+
+
+def test_the_old_docs_folder_is_named_in_a_one_line_error(
+    tmp_path: Path, demo_config_path: Path
+) -> None:
+    old = write_old_build_output(tmp_path)
+    with pytest.raises(StageError, match=rf"^{old} is the old name of the build output") as error:
+        tokenize.run(load(demo_config_path), str(tmp_path), [])
+    assert "\n" not in str(error.value) and "rerun `webtext build`" in str(error.value)
 
 
 def test_missing_docs_is_a_one_line_error(tmp_path: Path, demo_config_path: Path) -> None:

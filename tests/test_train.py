@@ -19,7 +19,7 @@ from pipeline.dataroot import StageError
 from pipeline.tokenize import stage as tokenize
 from pipeline.tokenize.shards import open_shard, read_shard
 from schemas.tokens import TokenShardHeader
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import DEMO_CONFIG, write_old_build_output
 from training import train
 from training.data import Position, StepSampler, TokenWindows, tokenize_docs
 
@@ -135,17 +135,16 @@ def test_ranks_split_the_single_process_batch(tmp_path: Path) -> None:
 
 
 def test_docs_loader_matches_the_tokenize_stage(tmp_path: Path, ranks_file: Path) -> None:
-    (tmp_path / "docs").mkdir()
+    shards = tmp_path / "documents" / "data"
+    shards.mkdir(parents=True)
     ids = [f"d{i}" for i in range(60)]
     texts = [f"Document {i} says hello to {60 - i} readers." for i in range(60)]
     for f in range(2):
         table = pa.table({"doc_id": ids[f::2], "text": texts[f::2]})
-        pq.write_table(
-            table, tmp_path / "docs" / f"documents-{f:05d}-of-00002.parquet", row_group_size=7
-        )
+        pq.write_table(table, shards / f"documents-{f:05d}-of-00002.parquet", row_group_size=7)
     config = load(DEMO_CONFIG, [f'tokenizer.ranks_file="{ranks_file}"', "tokenize.num_shards=1"])
     tokenize.run(config, str(tmp_path), [])
-    paths = [str(p) for p in sorted((tmp_path / "docs").glob("*.parquet"))]
+    paths = [str(p) for p in sorted(shards.glob("*.parquet"))]
 
     tokens = tokenize_docs(paths, config.tokenizer, config.tokenize.val_fraction, num_workers=2)
 
@@ -156,6 +155,13 @@ def test_docs_loader_matches_the_tokenize_stage(tmp_path: Path, ranks_file: Path
     assert np.array_equal(
         tokens["val"], read_shard(str(tmp_path / "tokens" / "val-00000-of-00001.bin"))[1]
     )
+
+
+def test_docs_loader_over_the_old_docs_folder_says_it_was_renamed(tmp_path: Path) -> None:
+    old = write_old_build_output(tmp_path)
+    config = load(DEMO_CONFIG, ['train.data="docs"'])
+    with pytest.raises(StageError, match=rf"^{old} is the old name of the build output"):
+        train.load_data(config, str(tmp_path), train.Distributed())
 
 
 # ---- whole runs --------------------------------------------------------------------------

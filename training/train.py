@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipeline import dataroot
 from pipeline.config import Config, TrainConfig
+from pipeline.dataroot import DOCUMENT_SHARDS
 from pipeline.tokenize.shards import open_shard
 from training.data import StepSampler, TokenWindows, eval_batches, tokenize_docs
 from training.hf import import_hf
@@ -392,8 +393,9 @@ def load_data(config: Config, data_root: str, d: Distributed) -> tuple[list, lis
             open_shard(str(p)) for p in sorted(folder.glob("val-*-of-*.bin"))
         ]
     if cfg.data == "docs":
+        dataroot.check_not_renamed(data_root, "build")
         folder = Path(dataroot.stage_dir(data_root, "build"))
-        paths = [str(p) for p in sorted(folder.glob("documents-*.parquet"))]
+        paths = [str(p) for p in sorted(folder.glob(DOCUMENT_SHARDS))]
         if not paths:
             raise dataroot.StageError(
                 f"no document shards under {folder}; run `webtext build` first"

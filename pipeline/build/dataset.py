@@ -1,16 +1,22 @@
 """The released dataset: document Parquet shards, the removed-documents shards, the manifest,
 the dataset card, and `validate`, which checks a dataset folder against its manifest.
 
-    docs/documents-SSSSS-of-NNNNN.parquet      the kept documents (schemas.DOCUMENT)
-    docs/removed/removed-SSSSS-of-NNNNN.parquet what filters and dedup removed (schemas.REMOVED)
-    docs/_shards/*.json                         one record per shard: rows, bytes, sha256
-    docs/manifest.json                          config, versions, inputs, funnel, shards
-    docs/README.md, docs/plots/*.png            the dataset card
+The folder is laid out as a Hugging Face Hub dataset, so `datasets.load_dataset(folder)` and
+every Parquet reader pointed at data/ open it without options:
+
+    documents/README.md                              the card; its YAML names the configs
+    documents/manifest.json                          config, versions, inputs, funnel, shards
+    documents/data/documents-SSSSS-of-NNNNN.parquet  the kept documents (schemas.DOCUMENT)
+    documents/removed/removed-SSSSS-of-NNNNN.parquet what filters and dedup removed
+                                                     (schemas.REMOVED; config "removed")
+    documents/plots/*.png                            the card's plots
+    documents/_shards/*.json                         one record per shard: rows, bytes, sha256
 
 Shards are deterministic: a document goes to shard xxh64(doc_id) mod N and rows are sorted by
 doc_id inside a shard, so the same documents and config give byte-identical files. Each
-shard is written whole by one worker (sorted in memory: a shard is a few hundred MB) under a
-temporary name and renamed, and records its own checksum, so `finish` never rereads data.
+shard is written whole by one worker (sorted in memory: a shard is a few hundred MB) into the
+scratch folder beside the dataset (dataroot.scratch_dir) and renamed into place, and records its
+own checksum, so `finish` never rereads data. `finish` deletes the scratch folder.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ import schemas
 from pipeline import beamio, dataroot
 from pipeline.build.dedup import convergence_problem
 from pipeline.config import Config
+from pipeline.dataroot import DOCUMENT_SHARDS
 from schemas.records import SCHEMA_VERSION_KEY
 
 log = logging.getLogger("webtext")
 
 DOCUMENTS = "documents"
 REMOVED = "removed"
+DATA, _ = DOCUMENT_SHARDS.split("/")  # the document shards sit under data/
 SHARD_RECORDS = "_shards"
 MANIFEST = "manifest.json"
 CARD = "README.md"
@@ -55,16 +63,19 @@ VERSIONED_PACKAGES = (
     "xxhash", "py3langid", "ftfy",
 )  # fmt: skip
 _KINDS = {
-    DOCUMENTS: (schemas.DOCUMENT, ""),
-    REMOVED: (schemas.REMOVED, "removed"),
+    DOCUMENTS: (schemas.DOCUMENT, DATA),
+    REMOVED: (schemas.REMOVED, REMOVED),
 }
+# The Hub's size_categories buckets: (upper bound, label).
+SIZE_CATEGORIES = [
+    (10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"),
+]  # fmt: skip
 
 
 def shard_name(kind: str, index: int, num_shards: int) -> str:
-    """Path of a shard relative to the docs folder, e.g. documents-00003-of-00008.parquet."""
-    subdir = _KINDS[kind][1]
-    name = f"{kind}-{index:05d}-of-{num_shards:05d}.parquet"
-    return f"{subdir}/{name}" if subdir else name
+    """Path of a shard relative to the dataset folder, e.g. data/documents-00003-of-00008.parquet."""
+    return f"{_KINDS[kind][1]}/{kind}-{index:05d}-of-{num_shards:05d}.parquet"
 
 
 def shard_of(doc_id: str, num_shards: int) -> int:
@@ -120,8 +131,9 @@ def sha256_of(path: str) -> str:
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, docs_dir: str, kind: str, row_group_rows: int):
-        self.docs_dir, self.kind, self.row_group_rows = docs_dir, kind, row_group_rows
+    def __init__(self, docs_dir: str, scratch: str, kind: str, row_group_rows: int):
+        self.docs_dir, self.scratch = docs_dir, scratch
+        self.kind, self.row_group_rows = kind, row_group_rows
 
     def process(self, item: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict]:
         index, values = item
@@ -129,7 +141,7 @@ class _WriteShard(beam.DoFn):
         schema = _KINDS[self.kind][0]
         data = parquet_bytes(rows, schema, self.row_group_rows)
         name = shard_name(self.kind, index, num_shards)
-        dataroot.write_bytes_atomic(dataroot.join(self.docs_dir, name), data)
+        dataroot.write_bytes_atomic(dataroot.join(self.docs_dir, name), data, self.scratch)
         record = {
             "kind": self.kind,
             "path": name,
@@ -140,7 +152,8 @@ class _WriteShard(beam.DoFn):
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         record_name = name.replace("/", "__").removesuffix(".parquet") + ".json"
-        dataroot.write_json(dataroot.join(self.docs_dir, SHARD_RECORDS, record_name), record)
+        record_path = dataroot.join(self.docs_dir, SHARD_RECORDS, record_name)
+        dataroot.write_json(record_path, record, self.scratch)
         beamio.counter("build", f"{self.kind}_shards").inc()
         yield record
 
@@ -149,10 +162,16 @@ class _WriteShards(beam.PTransform):
     """Rows -> `kind` shards: N fixed, or sized from the estimated bytes of all rows."""
 
     def __init__(
-        self, docs_dir: str, kind: str, num_shards: int, target_mb: int, row_group_rows: int
+        self,
+        docs_dir: str,
+        scratch: str,
+        kind: str,
+        num_shards: int,
+        target_mb: int,
+        row_group_rows: int,
     ):
         super().__init__()
-        self.docs_dir, self.kind = docs_dir, kind
+        self.docs_dir, self.scratch, self.kind = docs_dir, scratch, kind
         self.num_shards, self.target_mb, self.row_group_rows = num_shards, target_mb, row_group_rows
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
@@ -176,7 +195,9 @@ class _WriteShards(beam.PTransform):
             | "Merge" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
-            >> beam.ParDo(_WriteShard(self.docs_dir, self.kind, self.row_group_rows), n)
+            >> beam.ParDo(
+                _WriteShard(self.docs_dir, self.scratch, self.kind, self.row_group_rows), n
+            )
         )
 
 
@@ -185,7 +206,7 @@ def _without_text(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class WriteDocuments(beam.PTransform):
-    """Kept documents (and removed rows) -> deterministic zstd Parquet shards under docs/.
+    """Kept documents (and removed rows) -> deterministic zstd Parquet shards under documents/.
 
     Input: a PCollection of documents, or a dict {"kept": documents, "removed": REMOVED
     rows} such as `Deduplicate` returns (flatten the filters' removed rows into "removed").
@@ -195,6 +216,7 @@ class WriteDocuments(beam.PTransform):
     def __init__(self, data_root: str, config: Config):
         super().__init__()
         self.docs_dir = dataroot.stage_dir(data_root, "build")
+        self.scratch = dataroot.scratch_dir(data_root, "build")
         self.build = config.build
 
     def expand(self, pcolls: Any) -> beam.PCollection:
@@ -207,8 +229,13 @@ class WriteDocuments(beam.PTransform):
             kept
             | "WriteDocumentShards"
             >> _WriteShards(
-                self.docs_dir, DOCUMENTS, b.num_shards, b.target_shard_mb, b.row_group_rows
-            )
+                self.docs_dir,
+                self.scratch,
+                DOCUMENTS,
+                b.num_shards,
+                b.target_shard_mb,
+                b.row_group_rows,
+            )  # fmt: skip
         ]
         if removed is not None:
             if not b.write_rejected:
@@ -216,7 +243,9 @@ class WriteDocuments(beam.PTransform):
             written.append(
                 removed
                 | "WriteRemovedShards"
-                >> _WriteShards(self.docs_dir, REMOVED, 0, b.target_shard_mb, b.row_group_rows)
+                >> _WriteShards(
+                    self.docs_dir, self.scratch, REMOVED, 0, b.target_shard_mb, b.row_group_rows
+                )
             )
         return written | "ShardRecords" >> beam.Flatten()
 
@@ -309,13 +338,13 @@ def build_funnel(counters: dict[str, int], documents: int) -> list[tuple[str, in
     ]
 
 
-def _save_plot(figure: Any, path: str) -> None:
+def _save_plot(figure: Any, path: str, scratch: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    dataroot.write_bytes_atomic(path, buffer.getvalue())
+    dataroot.write_bytes_atomic(path, buffer.getvalue(), scratch)
 
 
-def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
+def _plots(docs_dir: str, scratch: str, stats: dict[str, Any]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,7 +360,7 @@ def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
     ax.set_xlabel("GPT-2 tokens per document")
     ax.set_ylabel("documents")
     ax.set_title("Document length")
-    _save_plot(fig, dataroot.join(docs_dir, paths["length"]))
+    _save_plot(fig, dataroot.join(docs_dir, paths["length"]), scratch)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -339,14 +368,41 @@ def _plots(docs_dir: str, stats: dict[str, Any]) -> dict[str, str]:
     ax.bar([k for k, _ in top], [v for _, v in top], color="#228833")
     ax.set_ylabel("documents")
     ax.set_title("Language (py3langid)")
-    _save_plot(fig, dataroot.join(docs_dir, paths["language"]))
+    _save_plot(fig, dataroot.join(docs_dir, paths["language"]), scratch)
     plt.close(fig)
     return paths
+
+
+def size_category(rows: int) -> str:
+    return next((label for bound, label in SIZE_CATEGORIES if rows < bound), "n>1B")
+
+
+def _front_matter(manifest: dict[str, Any]) -> list[str]:
+    """The card's YAML header as the Hub reads it: the documents are the default config,
+    the removed documents a second one; the rest of the folder is no config's data."""
+    languages = manifest["config"]["build"]["languages"]
+    lines = ["---", "pretty_name: webtext", "license: unknown"]
+    if languages:
+        lines += ["language:", *(f'- "{lang}"' for lang in languages)]  # YAML reads no as false
+    lines += [
+        "multilinguality: " + ("monolingual" if len(languages) == 1 else "multilingual"),
+        "task_categories:", "- text-generation",
+        "task_ids:", "- language-modeling",
+        "size_categories:", f"- {size_category(manifest['totals']['documents'])}",
+        "configs:",
+    ]  # fmt: skip
+    for kind, name in ((DOCUMENTS, "default"), (REMOVED, REMOVED)):
+        lines += [f"- config_name: {name}"]
+        lines += ["  default: true"] if kind == DOCUMENTS else []
+        lines += ["  data_files:", "  - split: train", f"    path: {_KINDS[kind][1]}/*.parquet"]
+    return [*lines, "---"]
 
 
 def _card(manifest: dict[str, Any], stats: dict[str, Any], plots: dict[str, str]) -> str:
     totals = manifest["totals"]
     lines = [
+        *_front_matter(manifest),
+        "",
         "# webtext: a rebuild of WebText",
         "",
         f"{totals['documents']:,} documents in {len(manifest['shards'][DOCUMENTS])} zstd Parquet "
@@ -381,10 +437,11 @@ def _card(manifest: dict[str, Any], stats: dict[str, Any], plots: dict[str, str]
         "",
         "## Files",
         "",
-        "- `documents-SSSSS-of-NNNNN.parquet`: the documents, sorted by `doc_id`; a document's "
-        "shard is xxh64(doc_id) mod N.",
-        "- `removed/removed-*.parquet`: documents removed by filters and by deduplication, "
-        "with the reason and, for duplicates, the `doc_id` of the copy that was kept.",
+        "- `data/documents-SSSSS-of-NNNNN.parquet`: the documents (config `default`), sorted "
+        "by `doc_id`; a document's shard is xxh64(doc_id) mod N.",
+        "- `removed/removed-*.parquet`: documents removed by filters and by deduplication "
+        "(config `removed`), with the reason and, for duplicates, the `doc_id` of the copy "
+        "that was kept. The text is kept only with `build.write_rejected`.",
         "- `manifest.json`: config, package versions, input fingerprints, the funnel, and every "
         "shard's row count and SHA-256.",
         "",
@@ -393,8 +450,10 @@ def _card(manifest: dict[str, Any], stats: dict[str, Any], plots: dict[str, str]
 
 
 def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str, Any]:
-    """After the build pipeline: write docs/manifest.json and the dataset card; return the manifest."""
+    """After the build pipeline: write manifest.json and the dataset card, delete the scratch
+    folder; return the manifest."""
     docs_dir = dataroot.stage_dir(data_root, "build")
+    scratch = dataroot.scratch_dir(data_root, "build")
     shards = _shard_records(docs_dir, counters)
     documents = sum(s["rows"] for s in shards[DOCUMENTS])
     funnel: list[tuple[str, Any]] = []
@@ -432,19 +491,25 @@ def finish(config: Config, data_root: str, counters: dict[str, int]) -> dict[str
         },
     }
     stats = _document_stats(docs_dir, shards[DOCUMENTS])
-    plots = _plots(docs_dir, stats)
-    dataroot.write_json(dataroot.join(docs_dir, MANIFEST), manifest)
-    dataroot.write_bytes_atomic(
-        dataroot.join(docs_dir, CARD), _card(manifest, stats, plots).encode()
-    )
+    plots = _plots(docs_dir, scratch, stats)
+    dataroot.write_json(dataroot.join(docs_dir, MANIFEST), manifest, scratch)
+    card = _card(manifest, stats, plots).encode()
+    dataroot.write_bytes_atomic(dataroot.join(docs_dir, CARD), card, scratch)
+    dataroot.delete_folder(scratch)
     return manifest
 
 
 def validate(dataset_dir: str) -> list[str]:
-    """What is wrong with a dataset folder compared with its manifest; empty when nothing is."""
+    """What is wrong with a dataset folder compared with its manifest; empty when nothing is.
+
+    Raises StageError for a build output under its old folder name (see dataroot.OLD_STAGE_DIRS).
+    """
+    parent, name = FileSystems.split(dataset_dir.rstrip("/"))
+    if name == dataroot.OLD_STAGE_DIRS["build"]:
+        dataroot.check_not_renamed(parent, "build")
     manifest_path = dataroot.join(dataset_dir, MANIFEST)
     if not dataroot.exists(manifest_path):
-        return [f"no {MANIFEST}: not a webtext docs folder, or build did not finish"]
+        return [f"no {MANIFEST}: not a webtext documents folder, or build did not finish"]
     try:
         manifest = dataroot.read_json(manifest_path)
         listed = manifest["shards"]
@@ -454,10 +519,8 @@ def validate(dataset_dir: str) -> list[str]:
     for kind, (schema, subdir) in _KINDS.items():
         entries = listed.get(kind, [])
         names = {e["path"] for e in entries}
-        folder = dataroot.join(dataset_dir, subdir) if subdir else dataset_dir
-        for path in dataroot.match(dataroot.join(folder, f"{kind}-*.parquet")):
-            basename = path.replace("\\", "/").rsplit("/", 1)[-1]
-            relative = f"{subdir}/{basename}" if subdir else basename
+        for path in dataroot.match(dataroot.join(dataset_dir, subdir, f"{kind}-*.parquet")):
+            relative = f"{subdir}/{FileSystems.split(path)[1]}"
             if relative not in names:
                 problems.append(f"{relative}: shard not in the manifest")
         for entry in entries:

@@ -11,10 +11,13 @@
         --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
                             pages, language, length
         --Deduplicate-->    exact and MinHash near-duplicates (pipeline.build.dedup)
-        --WriteDocuments--> pipeline.build.dataset: docs/documents-*.parquet (schemas.DOCUMENT) and
-                            docs/removed/removed-*.parquet (schemas.REMOVED: every dropped
-                            document and why), then the manifest and the dataset card
-    and docs/dead-letter-*.parquet (fetch-log rows that could not be used), docs/_summary.json.
+        --WriteDocuments--> pipeline.build.dataset: documents/data/documents-*.parquet
+                            (schemas.DOCUMENT) and documents/removed/removed-*.parquet
+                            (schemas.REMOVED: every dropped document and why), then the
+                            manifest and the dataset card
+    and documents/dead-letter-*.parquet (fetch-log rows that could not be used),
+    documents/_summary.json. Files are written in documents.tmp/ (dataroot.scratch_dir) and
+    moved into documents/ when complete; the run deletes documents.tmp/ when it finishes.
 
 Every drop increments a counter named after its reason in the "webtext.build" namespace.
 """
@@ -317,14 +320,17 @@ class BuildDocuments(beam.PTransform):
         return {"docs": filtered.docs, "removed": removed, "dead_letter": dead}
 
 
-def _clear_outputs(docs_dir: str) -> None:
-    """A rerun replaces the dead letters (pipeline.build.dataset replaces its own shards)."""
+def _clear_outputs(docs_dir: str, scratch: str) -> None:
+    """A rerun replaces the dead letters (pipeline.build.dataset replaces its own shards) and
+    drops what a killed run left in the scratch folder."""
     stale = dataroot.match(dataroot.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
     if stale:
         FileSystems.delete(stale)
+    dataroot.delete_folder(scratch)
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    dataroot.check_not_renamed(data_root, STAGE)
     dataroot.check_data_root(config, data_root, STAGE)
     fetch_dir = dataroot.stage_dir(data_root, "fetch")
     links_dir = dataroot.stage_dir(data_root, "links")
@@ -338,7 +344,9 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             f"no {LINKS_PATTERN} under {links_dir}: run `webtext links` with this --data-root first"
         )
     docs_dir = dataroot.stage_dir(data_root, STAGE)
-    _clear_outputs(docs_dir)
+    scratch = dataroot.scratch_dir(data_root, STAGE)
+    _clear_outputs(docs_dir, scratch)
+    dead_letter_prefix = dataroot.join(scratch, DEAD_LETTER_PREFIX)
 
     def build_pipeline(pipeline: beam.Pipeline) -> None:
         parts = pipeline | "BuildDocuments" >> BuildDocuments(config, data_root, fetch_logs)
@@ -349,10 +357,11 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             data_root, config
         )
         parts["dead_letter"] | "WriteDeadLetters" >> WriteRows(
-            dataroot.join(docs_dir, DEAD_LETTER_PREFIX), DEAD_LETTER, 1, config.build.row_group_rows
+            dead_letter_prefix, DEAD_LETTER, 1, config.build.row_group_rows
         )
 
     counters = beamio.run_pipeline(STAGE, build_pipeline, beam_args)
+    dataroot.move_into(dataroot.match(f"{dead_letter_prefix}-*.parquet"), docs_dir)
     manifest = dataset.finish(config, data_root, counters)
     documents = manifest["totals"]["documents"]
     lines = funnel(counters) + [list(line) for line in dataset.build_funnel(counters, documents)]

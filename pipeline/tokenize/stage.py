@@ -1,6 +1,6 @@
 """The tokenize stage: document shards -> GPT-2 token shards for the trainer.
 
-    docs/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
+    documents/data/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
         --Encode-->    tiktoken's encode_ordinary_batch; each document goes to its split and
                        shard by a hash of its doc_id, packed per shard
         --GroupByShard--> --WriteShards-->
@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import beamio, dataroot
 from pipeline.bpe import load_gpt2
 from pipeline.config import Config, TokenizerConfig
+from pipeline.dataroot import DOCUMENT_SHARDS
 from pipeline.tokenize.shards import (
     TRAIN,
     VAL,
@@ -37,7 +38,6 @@ from schemas.records import DEAD_LETTER
 from schemas.tokens import HEADER_BYTES, TokenShardHeader
 
 STAGE = "tokenize"
-DOCS_PATTERN = "documents-*.parquet"
 
 
 def read_doc_batches(path: str, batch_docs: int) -> Iterator[tuple[str, list, list]]:
@@ -157,16 +157,17 @@ class TokenizeDocuments(beam.PTransform):
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    dataroot.check_not_renamed(data_root, "build")
     dataroot.check_data_root(config, data_root, STAGE)
     if config.tokenize.num_shards < 1:
         raise dataroot.StageError("[tokenize] num_shards must be at least 1")
     if not 0.0 <= config.tokenize.val_fraction < 1.0:
         raise dataroot.StageError("[tokenize] val_fraction must be in [0, 1)")
     docs_dir = dataroot.stage_dir(data_root, "build")
-    paths = dataroot.match(dataroot.join(docs_dir, DOCS_PATTERN))
+    paths = dataroot.match(dataroot.join(docs_dir, DOCUMENT_SHARDS))
     if not paths:
         raise dataroot.StageError(
-            f"no document shards ({DOCS_PATTERN}) under {docs_dir}; run `webtext build` first"
+            f"no document shards ({DOCUMENT_SHARDS}) under {docs_dir}; run `webtext build` first"
         )
     load_gpt2(config.tokenizer)  # fail here, in one line, rather than inside a worker
     out_dir = dataroot.stage_dir(data_root, STAGE)
