@@ -260,7 +260,7 @@ def test_validate_without_manifest_says_so(tmp_path):
 
 def test_validate_of_the_old_docs_folder_says_it_was_renamed(tmp_path):
     old = write_old_build_output(tmp_path)
-    with pytest.raises(beamio.StageError, match=r"docs is the old name .* now .*documents"):
+    with pytest.raises(dataroot.StageError, match=r"docs is the old name .* now .*documents"):
         dataset.validate(str(old))
 
 
