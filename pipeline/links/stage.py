@@ -41,6 +41,9 @@ DEAD_LETTER_TAG = "dead_letter"
 LINKS_PREFIX = "links"
 DEAD_LETTER_PREFIX = "dead_letter"
 
+# Postings cross the GroupByKey as Beam rows: a NamedTuple would otherwise be pickled.
+beam.coders.registry.register_coder(Posting, beam.coders.RowCoder)
+
 
 class _ScreenFn(beam.DoFn):
     """Base for the source DoFns: rules built once per worker, counters flushed per input."""
@@ -113,7 +116,8 @@ class BuildLinkFn(beam.DoFn):
         self.tally = Tally()
 
     def process(self, element: tuple[str, Iterable[Posting]]) -> Iterator[dict[str, Any]]:
-        row = build_link(element[0], element[1], self.per_url, self.min_karma, self.tally)
+        normalized_url, postings = element
+        row = build_link(normalized_url, postings, self.per_url, self.min_karma, self.tally)
         if row is not None:
             yield row
 
@@ -170,7 +174,7 @@ class ReadSubmissions(beam.PTransform):
         postings = [b.postings for b in branches] or [pbegin | "NoInput" >> beam.Create([])]
         dead = [b[DEAD_LETTER_TAG] for b in branches] or [pbegin | "NoDead" >> beam.Create([])]
         return (
-            postings | "MergePostings" >> beam.Flatten(),
+            postings | "MergePostings" >> beam.Flatten().with_output_types(tuple[str, Posting]),
             dead | "MergeDeadLetters" >> beam.Flatten(),
         )
 
