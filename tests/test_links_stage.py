@@ -12,6 +12,7 @@ import pytest
 import schemas
 from pipeline import dataroot
 from pipeline.config import load
+from pipeline.links import linkset
 from pipeline.links import stage as links
 from tests.conftest import DEMO_CONFIG
 from tests.reddit_api_server import RedditApiServer, RedditState, make_submission
@@ -76,7 +77,7 @@ def read_dead_letters(data_root: Path) -> list[dict]:
 
 
 def funnel_balances(counters: dict[str, int]) -> bool:
-    return counters["read"] == sum(counters.get(r, 0) for r in links.SUBMISSION_REASONS)
+    return counters["read"] == sum(counters.get(r, 0) for r in linkset.SUBMISSION_REASONS)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,7 @@ def test_an_unknown_karma_rule_is_a_stage_error(tmp_path: Path, karma_dump: Path
 def test_screening_order_and_date_bounds():
     from pipeline.links.submissions import parse_submission
 
-    rules = links.SubmissionRules.from_config(
+    rules = linkset.SubmissionRules.from_config(
         config_with(date_from="2010-01-01", subreddit_blocklist=["r/Spam"]).links
     )
 
@@ -253,3 +254,80 @@ def test_api_source_without_credentials_is_a_stage_error(tmp_path: Path, monkeyp
     config = config_with(reddit_subreddits=["news"], reddit_site="no-such-site")
     with pytest.raises(dataroot.StageError, match="praw_client_id"):
         links.run(config, str(tmp_path), [])
+
+
+# --- the plain functions, without a pipeline ---------------------------------------------
+
+
+def rules_for(**links_keys) -> linkset.SubmissionRules:
+    return linkset.SubmissionRules.from_config(config_with(**links_keys).links)
+
+
+def test_screen_dump_yields_postings_dead_letters_and_a_truncation(tmp_path: Path):
+    lines = [*KARMA_LINES, b"\n", b"{not json\n", line("s", "https://x.org/", 9, is_self=True)]
+    cut = write_dump(tmp_path / "RS_2016-01.gz", lines * 40)
+    cut.write_bytes(cut.read_bytes()[:-30])
+    tally = linkset.Tally()
+    out = list(linkset.screen_dump(str(cut), rules_for(date_to=""), tally))
+    postings = [item for item in out if isinstance(item, tuple)]
+    dead = [item for item in out if isinstance(item, dict)]
+    assert postings[0] == (
+        "https://site-b.org/x",
+        linkset.Posting("https://site-b.org/x", "b1", "news", 5, T2016 + 5 * DAY, "title b1"),
+    )
+    assert {d["reason"] for d in dead} == {"not_json", "truncated"}
+    assert dead[0]["line"] == 10 and dead[0]["raw"] == "{not json"
+    assert dead[-1]["reason"] == "truncated" and dead[-1]["source"] == str(cut)
+    assert tally.counts == {"truncated_files": 1}  # the rest was flushed after each chunk
+
+
+def test_screen_one_counts_each_record_once():
+    tally = linkset.Tally()
+    rules = rules_for()
+    listing = [
+        {"id": "k", "created_utc": T2016, "score": 9, "url": "https://x.org/a", "is_self": False},
+        {"id": "l", "created_utc": T2016, "score": 1, "url": "https://x.org/b", "is_self": False},
+        {"id": "m", "score": 9},
+    ]
+    out = list(linkset.screen_listing(listing, "reddit-api r/news new", rules, tally))
+    assert [type(item) for item in out] == [tuple, dict]
+    assert out[0][1].id == "k" and out[1]["reason"] == "missing_field"
+    assert tally.counts == {
+        "read": 3,
+        "below_karma": 1,
+        "malformed": 1,
+        "malformed.missing_field": 1,
+    }
+
+
+def test_build_link_merges_sightings_by_the_karma_rule():
+    Posting = linkset.Posting
+    postings = [
+        Posting("http://site-a.org/s", "a1", "news", 2, T2016 + 2 * DAY, "t"),
+        Posting("https://site-a.org/s/", "a2", "news", 1, T2016 + DAY, "t"),
+        Posting("https://site-a.org/s/", "a2", "news", 3, T2016 + DAY, "t"),  # a later snapshot
+        Posting("https://site-a.org/s", None, None, 3, None, None),  # a URL-list entry
+    ]
+    tally = linkset.Tally()
+    row = linkset.build_link("https://site-a.org/s", postings, True, 3, tally)
+    assert row is not None
+    assert row["karma"] == 2 + 3 + 3
+    assert [s["id"] for s in row["submissions"]] == ["a2", "a1", None]
+    assert row["submissions"][0]["score"] == 3
+    assert row["urls"] == ["http://site-a.org/s", "https://site-a.org/s", "https://site-a.org/s/"]
+    assert row["first_created_utc"] == T2016 + DAY and row["host"] == "site-a.org"
+    assert tally.counts == {"duplicate_submission": 1, "kept": 1, "duplicate_url": 2}
+
+    per_submission = linkset.build_link("https://site-a.org/s", postings, False, 3, tally)
+    assert per_submission is not None and per_submission["karma"] == 3
+    short = linkset.Tally()
+    assert linkset.build_link("https://site-a.org/s", postings[:2], True, 9, short) is None
+    assert short.counts == {"duplicate_submission": 0, "below_karma": 2}
+
+
+def test_funnel_rows_add_up_the_counters():
+    counters = {"read": 20, "malformed": 1, "self": 2, "bad_url": 1, "wikipedia": 1}
+    counters |= {"below_karma": 5, "duplicate_url": 3, "duplicate_submission": 1, "kept": 6}
+    rows = dict(linkset.funnel_rows(counters))
+    assert rows["self / NSFW / blocked / out of dates"] == 3
+    assert rows["duplicate URLs merged"] == 4 and rows["links kept"] == 6

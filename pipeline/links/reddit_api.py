@@ -25,6 +25,7 @@ log = logging.getLogger("webtext")
 
 LISTINGS = ("new", "hot", "top", "rising", "controversial")
 TIME_FILTERS = ("all", "day", "hour", "month", "week", "year")
+TIME_FILTERED = ("top", "controversial")  # the listings that take a time filter
 DEFAULT_USER_AGENT = "webtext-links/0.1 (research corpus rebuild; +https://github.com/webtext)"
 SOURCE = "reddit-api"
 # Submission fields submissions.submission_from_fields reads, taken from PRAW's parsed JSON.
@@ -54,11 +55,12 @@ def parse_listing(spec: str) -> tuple[str, str | None]:
     name, _, time_filter = spec.partition(":")
     if name not in LISTINGS:
         raise ValueError(f"unknown listing {spec!r}: use one of {', '.join(LISTINGS)}")
-    if time_filter and (name not in ("top", "controversial") or time_filter not in TIME_FILTERS):
+    if time_filter and (name not in TIME_FILTERED or time_filter not in TIME_FILTERS):
         raise ValueError(
-            f"listing {spec!r}: a time filter ({', '.join(TIME_FILTERS)}) goes with top"
+            f"listing {spec!r}: a time filter ({', '.join(TIME_FILTERS)}) goes with "
+            f"{' or '.join(TIME_FILTERED)}"
         )
-    return name, (time_filter or ("all" if name in ("top", "controversial") else None))
+    return name, (time_filter or ("all" if name in TIME_FILTERED else None))
 
 
 def make_reddit(site: str, settings: dict[str, Any] | None = None) -> praw.Reddit:

@@ -1,30 +1,21 @@
 """The links stage: Reddit submissions -> the filtered, deduplicated link set (links/).
 
     dumps (.zst/.bz2/.xz/.gz/plain) --ReadDumps-------\\
-    URL lists (.txt/.csv/.parquet) ---ReadUrlLists----+--> (normalized URL, submission)
+    URL lists (.txt/.csv/.parquet) ---ReadUrlLists----+--> (normalized URL, Posting)
     live API (PRAW) ------------------ReadRedditApi---/         |
                                                       GroupByUrl (GroupByKey)
                                                                 |
                                                       BuildLinks: one schemas.LINK row per URL
     links/links-SSSSS-of-NNNNN.parquet, links/dead_letter-*.parquet, links/_summary.json
 
-Each source reads a whole file (or listing) in one DoFn call: parsing and every
-per-submission filter run in a tight loop, and only surviving submissions become Beam
-elements. Counters (docs/links.md) are per submission, so that
-
-    read = malformed + self + nsfw + blocked_subreddit + out_of_dates + below_karma
-           + bad_url + wikipedia + blocked_domain + duplicate_submission + duplicate_url + kept
-
-where `kept` is the number of link rows and `duplicate_url` the submissions merged into
-another submission's row.
+Each source reads a whole file (or listing) in one DoFn call, screened by linkset.py: only
+surviving submissions become Beam elements. The counters and how they add up: linkset.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -34,268 +25,24 @@ import schemas
 from pipeline import beamio, dataroot
 from pipeline.config import Config, LinksConfig
 from pipeline.links import reddit_api
-from pipeline.links.submissions import (
-    MalformedSubmission,
-    ReadEnd,
-    Submission,
-    iter_line_batches,
-    parse_submission,
-    submission_from_fields,
+from pipeline.links.linkset import (
+    STAGE,
+    Posting,
+    SubmissionRules,
+    Tally,
+    build_link,
+    funnel_rows,
+    screen_dump,
+    screen_listing,
+    screen_url_list,
 )
-from pipeline.links.url_lists import iter_url_list
-from pipeline.urls import LinkFilter, host_of_normalized
 
-STAGE = "links"
-KARMA_RULES = ("per_submission", "per_url")
 DEAD_LETTER_TAG = "dead_letter"
 LINKS_PREFIX = "links"
 DEAD_LETTER_PREFIX = "dead_letter"
 
-# Per-submission counters, in funnel order; a submission lands in exactly one.
-SUBMISSION_REASONS = (
-    "malformed",
-    "self",
-    "nsfw",
-    "blocked_subreddit",
-    "out_of_dates",
-    "below_karma",
-    "bad_url",
-    "wikipedia",
-    "blocked_domain",
-    "duplicate_submission",
-    "duplicate_url",
-    "kept",
-)
-
-# A surviving submission in flight: (original url, id, subreddit, score, created_utc, title).
-Posting = tuple[str, str | None, str | None, int, int | None, str | None]
-
-
-def _epoch(date: str, key: str) -> int | None:
-    if not date:
-        return None
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError:
-        raise dataroot.StageError(
-            f'[links] {key} = {date!r} is not an ISO date (YYYY-MM-DD); fix it or use ""'
-        ) from None
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
-
-
-@dataclass(frozen=True)
-class SubmissionRules:
-    """Every per-submission filter of `[links]`, precomputed once per worker."""
-
-    min_karma: int
-    per_url: bool
-    exclude_nsfw: bool
-    blocked_subreddits: frozenset[str]
-    created_from: int | None  # inclusive, epoch seconds
-    created_to: int | None  # exclusive
-    urls: LinkFilter
-
-    @classmethod
-    def from_config(cls, links: LinksConfig) -> SubmissionRules:
-        if links.karma_rule not in KARMA_RULES:
-            raise dataroot.StageError(
-                f'[links] karma_rule = {links.karma_rule!r}: use "per_submission" or "per_url"'
-            )
-        return cls(
-            min_karma=links.min_karma,
-            per_url=links.karma_rule == "per_url",
-            exclude_nsfw=links.exclude_nsfw,
-            blocked_subreddits=frozenset(
-                s.lower().removeprefix("r/") for s in links.subreddit_blocklist
-            ),
-            created_from=_epoch(links.date_from, "date_from"),
-            created_to=_epoch(links.date_to, "date_to"),
-            urls=LinkFilter.from_config(links),
-        )
-
-    def screen(self, sub: Submission) -> tuple[str | None, str | None]:
-        """(reason to drop, normalized URL): the reason is None for a submission to keep.
-
-        The cheap checks run first, so most submissions never have their URL parsed.
-        """
-        if sub.is_self:
-            return "self", None
-        if sub.over_18 and self.exclude_nsfw:
-            return "nsfw", None
-        if sub.subreddit is not None and sub.subreddit.lower() in self.blocked_subreddits:
-            return "blocked_subreddit", None
-        created = sub.created_utc
-        if created is not None and (
-            (self.created_from is not None and created < self.created_from)
-            or (self.created_to is not None and created >= self.created_to)
-        ):
-            return "out_of_dates", None
-        if not self.per_url and sub.score < self.min_karma:
-            return "below_karma", None
-        normalized, reason = self.urls.check(sub.url)
-        return reason, normalized
-
-
-def posting(sub: Submission) -> Posting:
-    return (sub.url or "", sub.id, sub.subreddit, sub.score, sub.created_utc, sub.title)
-
-
-class Tally:
-    """Counts by name in a plain dict; `flush` adds them to the stage's Beam counters.
-
-    Incrementing a Beam counter per element costs more than parsing a line, so the hot
-    loops count here and flush now and then.
-    """
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self._counters: dict[str, Any] = {}
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + n
-
-    def flush(self) -> None:
-        for name, n in self.counts.items():
-            if n:
-                if name not in self._counters:
-                    self._counters[name] = beamio.counter(STAGE, name)
-                self._counters[name].inc(n)
-        self.counts.clear()
-
-
-def screen_dump(
-    path: str, rules: SubmissionRules, tally: Tally, progress: beamio.ProgressLog | None = None
-) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
-    """Parse and filter one dump: yields (normalized URL, posting) per surviving submission,
-    and a dead-letter dict per malformed line and for a truncated file.
-
-    The hot loop of the stage: one pass per line, counts kept in locals and a dict.
-    """
-    end = ReadEnd()
-    screen = rules.screen
-    counts = tally.counts
-    for first, lines in iter_line_batches(path, end):
-        read = 0
-        for number, line in enumerate(lines, first):
-            if len(line) < 3 and not line.strip():  # blank; a JSON object needs 2+ bytes
-                continue
-            read += 1
-            try:
-                sub = parse_submission(line, path, number)
-            except MalformedSubmission as e:
-                tally.add("malformed")
-                tally.add(f"malformed.{e.reason}")
-                yield beamio.dead_letter(path, number, e.reason, e.detail, line)
-                continue
-            reason, normalized = screen(sub)
-            if reason is None:
-                yield (
-                    normalized,
-                    (sub.url, sub.id, sub.subreddit, sub.score, sub.created_utc, sub.title),
-                )
-            else:
-                counts[reason] = counts.get(reason, 0) + 1
-        tally.add("read", read)
-        tally.flush()
-        if progress is not None:
-            progress.tick(read)
-    if end.truncated:
-        tally.add("truncated_files")
-        yield beamio.dead_letter(path, end.lines + 1, "truncated", end.truncated, end.tail)
-
-
-def screen_url_list(
-    path: str, rules: SubmissionRules, tally: Tally
-) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
-    """Like screen_dump, for one URL list (entries count as karma = score or min_karma)."""
-    end = ReadEnd()
-    for number, raw, result in iter_url_list(path, rules.min_karma, end):
-        yield from _screen_one(result, rules, tally, path, number, raw)
-    if end.truncated:
-        tally.add("truncated_files")
-        yield beamio.dead_letter(path, end.lines + 1, "truncated", end.truncated, end.tail)
-
-
-def screen_listing(
-    fields: Iterable[dict[str, Any]], source: str, rules: SubmissionRules, tally: Tally
-) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
-    """Like screen_dump, for submissions from the live API."""
-    for fields_one in fields:
-        try:
-            result = submission_from_fields(fields_one, reddit_api.SOURCE, None)
-        except MalformedSubmission as e:
-            result = e
-        yield from _screen_one(result, rules, tally, source, None, repr(fields_one))
-
-
-def _screen_one(
-    result: Submission | MalformedSubmission,
-    rules: SubmissionRules,
-    tally: Tally,
-    source: str,
-    line: int | None,
-    raw: str,
-) -> Iterator[tuple[str, Posting] | dict[str, Any]]:
-    """Count one parsed record, and yield its posting or its dead letter."""
-    tally.add("read")
-    if isinstance(result, MalformedSubmission):
-        tally.add("malformed")
-        tally.add(f"malformed.{result.reason}")
-        yield beamio.dead_letter(source, line, result.reason, result.detail, raw)
-        return
-    reason, normalized = rules.screen(result)
-    if reason is None:
-        yield normalized, posting(result)
-    else:
-        tally.add(reason)
-
-
-def _posting_order(p: Posting) -> tuple:
-    # Oldest first; list entries (no date) last; ties by id, then URL.
-    return (p[4] is None, p[4] or 0, p[1] or "", p[0])
-
-
-def build_link(
-    normalized_url: str, postings: Iterable[Posting], per_url: bool, min_karma: int, tally: Tally
-) -> dict[str, Any] | None:
-    """One schemas.LINK row for a URL's postings, or None when per-URL karma falls short.
-
-    A submission seen twice (overlapping dumps, or a dump and the API) counts once, with its
-    highest score. Karma is the highest submission score (per_submission: the submissions
-    here already passed the threshold) or the sum of scores (per_url, OpenWebText2).
-    """
-    by_id: dict[Any, Posting] = {}
-    unnamed: list[Posting] = []
-    total = 0
-    for p in postings:
-        total += 1
-        if p[1] is None:  # URL-list entries have no id
-            unnamed.append(p)
-        elif p[1] not in by_id or p[3] > by_id[p[1]][3]:
-            by_id[p[1]] = p
-    unique = sorted([*by_id.values(), *unnamed], key=_posting_order)
-    tally.add("duplicate_submission", total - len(unique))
-    karma = sum(p[3] for p in unique) if per_url else max(p[3] for p in unique)
-    if per_url and karma < min_karma:
-        tally.add("below_karma", len(unique))
-        return None
-    tally.add("kept")
-    tally.add("duplicate_url", len(unique) - 1)
-    dated = [p[4] for p in unique if p[4] is not None]
-    return {
-        "normalized_url": normalized_url,
-        "host": host_of_normalized(normalized_url),
-        "urls": sorted({p[0] for p in unique}),
-        "karma": karma,
-        "first_created_utc": min(dated) if dated else 0,
-        "submissions": [
-            {"id": p[1], "subreddit": p[2], "score": p[3], "created_utc": p[4], "title": p[5]}
-            for p in unique
-        ],
-    }
-
-
-# --- Beam wiring -----------------------------------------------------------------------
+# Postings cross the GroupByKey as Beam rows: a NamedTuple would otherwise be pickled.
+beam.coders.registry.register_coder(Posting, beam.coders.RowCoder)
 
 
 class _ScreenFn(beam.DoFn):
@@ -369,7 +116,8 @@ class BuildLinkFn(beam.DoFn):
         self.tally = Tally()
 
     def process(self, element: tuple[str, Iterable[Posting]]) -> Iterator[dict[str, Any]]:
-        row = build_link(element[0], element[1], self.per_url, self.min_karma, self.tally)
+        normalized_url, postings = element
+        row = build_link(normalized_url, postings, self.per_url, self.min_karma, self.tally)
         if row is not None:
             yield row
 
@@ -426,7 +174,7 @@ class ReadSubmissions(beam.PTransform):
         postings = [b.postings for b in branches] or [pbegin | "NoInput" >> beam.Create([])]
         dead = [b[DEAD_LETTER_TAG] for b in branches] or [pbegin | "NoDead" >> beam.Create([])]
         return (
-            postings | "MergePostings" >> beam.Flatten(),
+            postings | "MergePostings" >> beam.Flatten().with_output_types(tuple[str, Posting]),
             dead | "MergeDeadLetters" >> beam.Flatten(),
         )
 
@@ -485,34 +233,6 @@ def _remove_old_outputs(out_dir: str) -> None:
     ]
     if old:
         FileSystems.delete(old)
-
-
-def funnel_rows(counters: dict[str, int]) -> list[list[Any]]:
-    return [
-        ["reddit submissions read", counters.get("read", 0)],
-        ["malformed (dead-letter)", counters.get("malformed", 0)],
-        ["below karma", counters.get("below_karma", 0)],
-        [
-            "self / NSFW / blocked / out of dates",
-            sum(
-                counters.get(k, 0)
-                for k in (
-                    "self",
-                    "nsfw",
-                    "blocked_subreddit",
-                    "out_of_dates",
-                    "bad_url",
-                    "blocked_domain",
-                )
-            ),
-        ],
-        ["wikipedia", counters.get("wikipedia", 0)],
-        [
-            "duplicate URLs merged",
-            counters.get("duplicate_url", 0) + counters.get("duplicate_submission", 0),
-        ],
-        ["links kept", counters.get("kept", 0)],
-    ]
 
 
 def run(

@@ -72,9 +72,11 @@ def _entry(path: str, number: int, url: str, score_text: str | None, min_karma: 
     )
 
 
-def _guarded(path: str, number: int, raw: str, url: str, score: str | None, k: int) -> Entry:
+def _guarded(
+    path: str, number: int, raw: str, url: str, score: str | None, min_karma: int
+) -> Entry:
     try:
-        return number, raw, _entry(path, number, url, score, k)
+        return number, raw, _entry(path, number, url, score, min_karma)
     except MalformedSubmission as e:
         return number, raw, e
 
@@ -94,8 +96,7 @@ def _iter_txt(path: str, min_karma: int, end: ReadEnd) -> Iterator[Entry]:
 
 
 def _iter_csv(path: str, min_karma: int, end: ReadEnd) -> Iterator[Entry]:
-    lines = ((n, line.decode("utf-8", "replace")) for n, line in iter_lines(path, end))
-    numbered = iter(lines)
+    numbered = ((n, line.decode("utf-8", "replace")) for n, line in iter_lines(path, end))
     line_numbers: list[int] = []
 
     def texts() -> Iterator[str]:
