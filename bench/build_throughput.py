@@ -11,9 +11,10 @@ The 130 readability pages (../shared/pages/readability), repeated --repeat times
                                   anchor the stage's overhead is measured against
   chain, in process               read the gzipped WARC record, check, decode, extractor,
                                   normalize, language, filters, words, tokens (for pages the
-                                  other filters keep), hash: DocumentBuilder.from_pages
-  chain, extractor process        the same, with the pages' work in the killable child process,
-                                  a batch per round trip, exactly as the stage's Extract runs it
+                                  other filters keep), hash: pipeline.build.extract.analyze
+  chain, extractor process        the same, analyze in the killable child process
+                                  (pipeline.build.supervisor), a batch per round trip, exactly
+                                  as the stage's Extract runs it
   the whole stage                 the stage's BuildDocuments transform on DirectRunner (read
                                   fetch log and links, join, batch, extract, filter) on a data
                                   root holding the pages as gzipped WARC records
@@ -46,6 +47,7 @@ How it is timed, and why:
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import multiprocessing
 import os
@@ -71,17 +73,20 @@ from warcio.warcwriter import WARCWriter
 from pipeline import beamio
 from pipeline.bpe import load_gpt2
 from pipeline.build.extract import (
-    DocumentBuilder,
-    ExtractorProcess,
+    AnalyzeSettings,
+    ExtractFailed,
     ExtractSettings,
     StoredPage,
+    analyze,
     check_body,
     count_tokens,
     detect_language,
     run_trafilatura,
+    warm_up,
 )
 from pipeline.build.filters import check_content, check_length
 from pipeline.build.stage import PAGES_PER_BATCH, BuildDocuments, stored_page
+from pipeline.build.supervisor import Supervisor
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import Config, load
 from pipeline.content import decode_html
@@ -137,12 +142,14 @@ class Variant:
         self.config = config
         self.fetch_dir = fetch_dir
         self.settings = ExtractSettings.from_config(config.build)
-        self.builder = DocumentBuilder(config.build, config.tokenizer)
+        self.analyze_settings = AnalyzeSettings(config.build, config.tokenizer, fetch_dir)
         self.encoding = load_gpt2(config.tokenizer)
-        self.extractor: ExtractorProcess | None = None
+        self.supervisor: Supervisor | None = None
         if name == CHILD:
-            self.extractor = ExtractorProcess(
-                config.build.extract_timeout_s, target=self.builder.analyzer
+            self.supervisor = Supervisor(
+                functools.partial(analyze, settings=self.analyze_settings),
+                config.build.extract_timeout_s,
+                warm_up=functools.partial(warm_up, self.analyze_settings),
             )
 
     def __call__(self, pages: list[BenchPage]) -> dict[str, float]:
@@ -159,19 +166,26 @@ class Variant:
             htmls = [(url, decode_html(body)) for url, body, _ in pages]
             seconds = sum(_cpu(run_trafilatura, html, url, self.settings)[0] for url, html in htmls)
             return {self.name: seconds}
-        pid = self.extractor.pid if self.extractor else None
-        child_started = child_cpu_seconds(pid)
-        analyze_each = self.extractor.call_each if self.extractor else None
         stored = [page for _, _, page in pages]
-        seconds = _cpu(self.builder.from_pages, stored, self.fetch_dir, analyze_each)[0]
-        if self.extractor is not None:
-            if self.extractor.pid != pid and pid is not None:
-                raise RuntimeError("the extractor child restarted: its CPU would be lost")
-            seconds += child_cpu_seconds(self.extractor.pid) - child_started
+        if self.supervisor is None:
+            return {self.name: _cpu(self.analyze_here, stored)[0]}
+        pid = self.supervisor.pid
+        child_started = child_cpu_seconds(pid)
+        seconds = _cpu(self.supervisor.map, stored)[0]
+        if self.supervisor.pid != pid and pid is not None:
+            raise RuntimeError("the extractor child restarted: its CPU would be lost")
+        seconds += child_cpu_seconds(self.supervisor.pid) - child_started
         return {self.name: seconds}
 
+    def analyze_here(self, pages: list[StoredPage]) -> None:
+        for page in pages:
+            try:
+                analyze(page, self.analyze_settings)
+            except ExtractFailed:
+                pass
+
     def steps(self, page: StoredPage) -> dict[str, float]:
-        """PageAnalyzer's chain, step by step."""
+        """analyze's chain, step by step."""
         times: dict[str, float] = {}
         build = self.config.build
 
@@ -199,8 +213,8 @@ class Variant:
         return times
 
     def close(self) -> None:
-        if self.extractor is not None:
-            self.extractor.close()
+        if self.supervisor is not None:
+            self.supervisor.close()
 
 
 def _serve_variant(conn: Connection, name: str, config: Config, fetch_dir: str) -> None:

@@ -33,8 +33,6 @@ from pipeline.fetch.records import Exchange, FetchResult
 SOFTWARE = "webtext fetch (warcio)"
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_BYTES = 1 << 16
-# Body encodings warcio undoes when it reads a record (the fetch stage stores bodies decoded).
-_DECODED_BY_WARCIO = ("transfer-encoding", "content-encoding")
 
 
 class _CountingStream:
@@ -165,11 +163,7 @@ def read_response(
         f.seek(offset)
         start = f.read(length or _READ_BYTES)
         if start[:2] == _GZIP_MAGIC:
-            raw = _gunzip_member(start, f)
-            plain = _plain_response(raw)
-            if plain is not None:
-                return plain
-            stream: io.RawIOBase = io.BytesIO(raw)
+            stream: io.RawIOBase = io.BytesIO(_gunzip_member(start, f))
         else:
             f.seek(offset)
             stream = f
@@ -182,54 +176,10 @@ def read_response(
     raise ValueError(f"{path} at {offset}: no WARC record there")
 
 
-def _plain_response(record: bytes) -> tuple[StatusAndHeaders, bytes, str] | None:
-    """`read_response`'s answer for a response record whose body needs no decoding (as every
-    record the fetch stage writes), parsed straight from the record's bytes at a tenth of
-    warcio's cost; None for anything else (another record type, a chunked or content-encoded
-    body, a folded header line), which warcio reads."""
-    warc_end = record.find(b"\r\n\r\n")
-    warc_lines = record[:warc_end].decode("utf-8", "replace").split("\r\n")
-    warc_headers = _header_fields(warc_lines[1:])
-    if warc_end < 0 or not warc_lines[0].startswith("WARC/") or warc_headers is None:
-        return None
-    fields = {name.lower(): value for name, value in warc_headers}
-    if fields.get("warc-type") != "response" or "content-length" not in fields:
-        return None
-    if not fields.get("content-type", "").startswith("application/http"):
-        return None
-    block = record[warc_end + 4 : warc_end + 4 + int(fields["content-length"])]
-    http_end = block.find(b"\r\n\r\n")
-    status_line, *lines = block[: max(http_end, 0)].decode("iso-8859-1").split("\r\n")
-    http_headers = _header_fields(lines)
-    protocol, _, status = status_line.partition(" ")
-    if http_end < 0 or not protocol.startswith("HTTP/") or http_headers is None:
-        return None
-    if any(name.lower() in _DECODED_BY_WARCIO for name, _ in http_headers):
-        return None
-    headers = StatusAndHeaders(status, http_headers, protocol=protocol)
-    target = fields.get("warc-target-uri", "")
-    if target.startswith("<") and target.endswith(">"):  # as some WARC/1.0 writers put it
-        target = target[1:-1]
-    return headers, block[http_end + 4 :], target
-
-
-def _header_fields(lines: list[str]) -> list[tuple[str, str]] | None:
-    """(name, value) per "Name: value" line; None when a line is anything else."""
-    fields = []
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or line[:1] in (" ", "\t"):
-            return None
-        fields.append((name.strip(), value.strip()))
-    return fields
-
-
 def _gunzip_member(start: bytes, rest: io.RawIOBase) -> bytes:
-    """The gzip member that begins `start`, reading more from `rest` until it ends.
-
-    zlib-ng's inflate: 1.8 times zlib's on HTML. (ISA-L's, faster still on its own, left the
-    extraction that follows ~7% slower on an AVX-512 CPU, which cost far more than it saved.)
-    """
+    """The gzip member that begins `start`, reading more from `rest` until it ends; an error
+    if the member is cut short. One inflate call for the whole member (zlib-ng's, faster than
+    zlib's; docs/benchmarks.md) when `start` holds all of it."""
     inflate = zlib_ng.decompressobj(31)  # 31: a gzip header and trailer
     parts = [inflate.decompress(start)]
     while not inflate.eof:

@@ -1,8 +1,10 @@
-"""Extraction: decoding, the killable extractor process, and the document row it builds."""
+"""Extraction: analyze from the WARC record to the verdict, the killable child process it runs
+in (pipeline.build.supervisor), and the document row the stage builds from it."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from datetime import UTC, datetime
@@ -13,16 +15,20 @@ from warcio.archiveiterator import ArchiveIterator
 from pipeline.bpe import load_gpt2
 from pipeline.build.extract import (
     EXTRACTOR,
-    DocumentBuilder,
+    AnalyzeSettings,
     ExtractFailed,
-    ExtractorProcess,
     ExtractSettings,
     StoredPage,
+    analyze,
     count_tokens,
     detect_language,
     document_id,
+    failure_counter,
     run_trafilatura,
+    warm_up,
 )
+from pipeline.build.stage import document_row
+from pipeline.build.supervisor import ItemFailed, Supervisor
 from pipeline.config import load
 from pipeline.fetch.records import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile
@@ -61,10 +67,33 @@ def stored(**overrides) -> StoredPage:
     return StoredPage(**fields)
 
 
-def document(builder: DocumentBuilder, body: bytes, content_type: str = "text/html") -> dict:
-    """The document row of a body served at stored()'s final URL, made in this process."""
-    page = stored()
-    return builder.row(page, builder.analyzer.from_body(body, content_type, None, page.final_url))
+def document(config, folder, body: bytes, content_type: str = "text/html") -> dict:
+    """The document row of a body served at stored()'s final URL, analyzed in this process
+    from a WARC file in `folder`."""
+    (written,) = warc_of(folder, [body])
+    located = dataclasses.replace(
+        stored(),
+        content_type=content_type,
+        warc_file=written.warc_file,
+        warc_offset=written.warc_offset,
+        warc_length=written.warc_length,
+    )
+    return document_row(stored(), analyze(located, settings(config, folder)))
+
+
+def settings(config, fetch_dir) -> AnalyzeSettings:
+    return AnalyzeSettings(config.build, config.tokenizer, str(fetch_dir))
+
+
+def analyze_here(pages: list[StoredPage], settings: AnalyzeSettings) -> list:
+    """analyze on each page in this process: a PageText or the ExtractFailed, per page."""
+    outcomes = []
+    for page in pages:
+        try:
+            outcomes.append(analyze(page, settings))
+        except ExtractFailed as failure:
+            outcomes.append(failure)
+    return outcomes
 
 
 def warc_of(folder, bodies: list[bytes]) -> list[StoredPage]:
@@ -88,11 +117,6 @@ def config():
     return load(DEMO_CONFIG, [f'tokenizer.ranks_file="{ranks}"'])
 
 
-@pytest.fixture(scope="module")
-def builder(config):
-    return DocumentBuilder(config.build, config.tokenizer, run_trafilatura)
-
-
 # ---- the document row ---------------------------------------------------------------------
 
 
@@ -102,9 +126,9 @@ def test_token_count_equals_encode_ordinary_with_special_token_text(config):
         assert count_tokens(encoding, text) == len(encoding.encode_ordinary(text))
 
 
-def test_document_has_text_metadata_and_provenance(builder, config):
+def test_document_has_text_metadata_and_provenance(config, tmp_path):
     head = '<meta property="article:published_time" content="2017-05-03T10:00:00Z">'
-    doc = document(builder, page(ARTICLE, head=head).encode())
+    doc = document(config, tmp_path, page(ARTICLE, head=head).encode())
     assert "city council met on Tuesday" in doc["text"]
     assert "Copyright 2017" not in doc["text"] and "Home" not in doc["text"]
     assert "\n" in doc["text"]  # paragraphs survive
@@ -127,37 +151,37 @@ def test_document_id_is_stable_and_depends_only_on_normalized_url():
     assert len(document_id("http://a.com/x")) == 32
 
 
-def test_cp1252_page_without_declared_charset_extracts_clean_text(builder):
+def test_cp1252_page_without_declared_charset_extracts_clean_text(config, tmp_path):
     text = ARTICLE.replace("Several residents", "“Several residents”")
-    doc = document(builder, page(text).encode("cp1252"))
+    doc = document(config, tmp_path, page(text).encode("cp1252"))
     assert "“Several residents”" in doc["text"]
 
 
-def test_shift_jis_page_extracts_japanese_text(builder):
+def test_shift_jis_page_extracts_japanese_text(config, tmp_path):
     japanese = "東京都は新しい図書館の開館時間について発表しました。" * 6
     html = page(japanese).replace("<head>", '<head><meta charset="shift_jis">')
-    doc = document(builder, html.encode("shift_jis"))
+    doc = document(config, tmp_path, html.encode("shift_jis"))
     assert "新しい図書館" in doc["text"]
     assert doc["language"] == "ja"
 
 
-def test_oversized_page_fails_as_too_large(builder, config):
+def test_oversized_page_fails_as_too_large(config, tmp_path):
     with pytest.raises(ExtractFailed) as failure:
-        document(builder, b"x" * (config.build.max_html_bytes + 1))
-    assert failure.value.counter == "extract_failed_too_large"
+        document(config, tmp_path, b"x" * (config.build.max_html_bytes + 1))
+    assert failure_counter(failure.value) == "extract_failed_too_large"
 
 
-def test_non_html_response_fails_as_not_html(builder):
+def test_non_html_response_fails_as_not_html(config, tmp_path):
     with pytest.raises(ExtractFailed) as failure:
-        document(builder, b"%PDF-1.4 ...", content_type="application/pdf")
-    assert failure.value.counter == "extract_failed_not_html"
+        document(config, tmp_path, b"%PDF-1.4 ...", content_type="application/pdf")
+    assert failure_counter(failure.value) == "extract_failed_not_html"
 
 
-def test_page_without_text_fails_as_no_text(builder):
+def test_page_without_text_fails_as_no_text(config, tmp_path):
     body = b"<html><head><title>t</title></head><body><script>var x;</script></body></html>"
     with pytest.raises(ExtractFailed) as failure:
-        document(builder, body)
-    assert failure.value.counter == "extract_failed_no_text"
+        document(config, tmp_path, body)
+    assert failure_counter(failure.value) == "extract_failed_no_text"
 
 
 def test_language_detection_names_the_language():
@@ -166,18 +190,29 @@ def test_language_detection_names_the_language():
     assert lang == "de" and 0.0 <= score <= 1.0
 
 
-# ---- the extractor process and its time limit -----------------------------------------------
+# ---- the supervisor: the killable child process and its time limit -------------------------
+
+# trafilatura on one page's HTML, as a function of one item for the supervisor.
+extract_html = functools.partial(run_trafilatura, url=None, settings=ExtractSettings())
 
 
-def sleep_forever(html: str, url: str | None, settings: ExtractSettings):
+def run_one(supervisor: Supervisor, item):
+    """supervisor.map on one item: its result, or its ItemFailed raised."""
+    (outcome,) = supervisor.map([item])
+    if isinstance(outcome, ItemFailed):
+        raise outcome
+    return outcome
+
+
+def sleep_forever(html: str):
     time.sleep(600)
 
 
-def exit_abruptly(html: str, url: str | None, settings: ExtractSettings):
+def exit_abruptly(html: str):
     os._exit(3)
 
 
-def raise_error(html: str, url: str | None, settings: ExtractSettings):
+def raise_error(html: str):
     raise RuntimeError("broken page")
 
 
@@ -192,57 +227,54 @@ def pathological_page(paragraphs: int = 20_000) -> str:
 
 def test_extractor_process_extracts_like_trafilatura_in_process():
     html = page(ARTICLE)
-    with ExtractorProcess(timeout_s=30) as extractor:
-        assert extractor.extract(html, None, ExtractSettings()) == run_trafilatura(
-            html, None, ExtractSettings()
-        )
+    with Supervisor(extract_html, timeout_s=30) as supervisor:
+        assert run_one(supervisor, html) == run_trafilatura(html, None, ExtractSettings())
 
 
 def test_pathological_page_times_out_and_worker_recovers():
     html = pathological_page()
     assert len(html) < 2_000_000
-    with ExtractorProcess(timeout_s=0.5) as extractor:
-        extractor.extract("<p>warm up</p>", None, ExtractSettings())  # the child is running
-        child_pid = extractor._process.pid
+    with Supervisor(extract_html, timeout_s=0.5) as supervisor:
+        run_one(supervisor, "<p>warm up</p>")  # the child is running
+        child_pid = supervisor.pid
         started = time.monotonic()
-        with pytest.raises(ExtractFailed) as failure:
-            extractor.extract(html, None, ExtractSettings())
-        assert failure.value.counter == "extract_timeout"
+        with pytest.raises(ItemFailed) as failure:
+            run_one(supervisor, html)
+        assert failure_counter(failure.value) == "extract_timeout"
         assert time.monotonic() - started < 5
-        assert extractor.restarts == 1
+        assert supervisor.restarts == 1
         with pytest.raises(ProcessLookupError):  # the busy child was killed and reaped
             os.kill(child_pid, 0)
-        found = extractor.extract(page(ARTICLE), None, ExtractSettings())
+        found = run_one(supervisor, page(ARTICLE))
         assert "city council" in found.text
 
 
 def test_hanging_extractor_is_killed_at_the_time_limit():
-    with ExtractorProcess(timeout_s=0.3, target=sleep_forever) as extractor:
+    with Supervisor(sleep_forever, timeout_s=0.3) as supervisor:
         started = time.monotonic()
-        with pytest.raises(ExtractFailed) as failure:
-            extractor.extract("<p>x</p>", None, ExtractSettings())
+        with pytest.raises(ItemFailed) as failure:
+            run_one(supervisor, "<p>x</p>")
         assert failure.value.reason == "timeout"
         assert time.monotonic() - started < 10
-        assert extractor._process is None  # killed; the next page starts a fresh child
+        assert supervisor.pid is None  # killed; the next page starts a fresh child
 
 
 def test_extractor_crash_is_reported_and_recovered():
-    settings = ExtractSettings()
-    with ExtractorProcess(timeout_s=30, target=exit_abruptly) as extractor:
-        with pytest.raises(ExtractFailed) as failure:
-            extractor.extract("<p>x</p>", None, settings)
-        assert failure.value.counter == "extract_failed_crash"
-        extractor.target = run_trafilatura
-        assert "city council" in extractor.extract(page(ARTICLE), None, settings).text
+    with Supervisor(exit_abruptly, timeout_s=30) as supervisor:
+        with pytest.raises(ItemFailed) as failure:
+            run_one(supervisor, "<p>x</p>")
+        assert failure_counter(failure.value) == "extract_failed_crash"
+        supervisor.function = extract_html
+        assert "city council" in run_one(supervisor, page(ARTICLE)).text
 
 
 def test_extractor_error_is_reported_without_restart():
-    with ExtractorProcess(timeout_s=30, target=raise_error) as extractor:
-        with pytest.raises(ExtractFailed) as failure:
-            extractor.extract("<p>x</p>", None, ExtractSettings())
-        assert failure.value.counter == "extract_failed_error"
+    with Supervisor(raise_error, timeout_s=30) as supervisor:
+        with pytest.raises(ItemFailed) as failure:
+            run_one(supervisor, "<p>x</p>")
+        assert failure_counter(failure.value) == "extract_failed_error"
         assert "broken page" in failure.value.detail
-        assert extractor.restarts == 0
+        assert supervisor.restarts == 0
 
 
 def act(what: str) -> str:
@@ -259,13 +291,13 @@ def act(what: str) -> str:
 
 
 def test_a_batch_comes_back_in_order_with_each_failure_on_its_own_job():
-    jobs = [("a",), ("hang",), ("b",), ("exit",), ("raise",), ("fail",), ("c",)]
-    with ExtractorProcess(timeout_s=1.0, target=act) as extractor:
+    items = ["a", "hang", "b", "exit", "raise", "fail", "c"]
+    with Supervisor(act, timeout_s=1.0) as supervisor:
         started = time.monotonic()
-        outcomes = extractor.call_each(jobs)
+        outcomes = supervisor.map(items)
         assert time.monotonic() - started < 30
-        assert extractor.restarts == 2  # one kill at the time limit, one crash
-    assert [o if isinstance(o, str) else o.counter for o in outcomes] == [
+        assert supervisor.restarts == 2  # one kill at the time limit, one crash
+    assert [o if isinstance(o, str) else failure_counter(o) for o in outcomes] == [
         "A",
         "extract_timeout",
         "B",
@@ -278,13 +310,13 @@ def test_a_batch_comes_back_in_order_with_each_failure_on_its_own_job():
 
 def test_each_job_of_a_batch_has_its_own_time_limit():
     # Five jobs of 0.4 s each under a 1 s limit: the batch takes 2 s, and no job times out.
-    with ExtractorProcess(timeout_s=1.0, target=time.sleep) as extractor:
-        extractor.call(0)  # the child is running: start-up is not a job's time
-        assert extractor.call_each([(0.4,)] * 5) == [None] * 5
-        assert extractor.restarts == 0
+    with Supervisor(time.sleep, timeout_s=1.0) as supervisor:
+        run_one(supervisor, 0)  # the child is running: start-up is not a job's time
+        assert supervisor.map([0.4] * 5) == [None] * 5
+        assert supervisor.restarts == 0
 
 
-def test_the_child_reads_each_record_and_gives_the_filters_verdict(builder, tmp_path):
+def test_the_child_reads_each_record_and_gives_the_filters_verdict(config, tmp_path):
     footer = "Wikipedia® is a registered trademark of the Wikimedia Foundation, Inc."
     mirror = page(ARTICLE).replace("Copyright 2017 Example News", footer).encode()
     german = page(
@@ -294,17 +326,20 @@ def test_the_child_reads_each_record_and_gives_the_filters_verdict(builder, tmp_
     pages = warc_of(tmp_path, [page(ARTICLE).encode(), mirror, german, b"%PDF-1.4"])
     pages[3] = dataclasses.replace(pages[3], content_type="application/pdf")
     lost = dataclasses.replace(pages[0], warc_file="missing.warc.gz")
-    with ExtractorProcess(timeout_s=30, target=builder.analyzer) as extractor:
-        outcomes = builder.from_pages([*pages, lost], str(tmp_path), extractor.call_each)
-        assert extractor.restarts == 0
-    (kept, none), (copy, why_copy), (foreign, why_foreign), not_html, unreadable = outcomes
-    assert none is None and kept["token_count"] > 128 and "city council" in kept["text"]
-    assert "registered trademark" not in copy["text"]  # the signature was only in the HTML
-    assert why_copy.reason == "wikipedia_mirror"
-    assert why_foreign.reason == "language" and foreign["language"] == "de"
+    in_child = settings(config, tmp_path)
+    analyze_page = functools.partial(analyze, settings=in_child)
+    with Supervisor(analyze_page, 30, warm_up=functools.partial(warm_up, in_child)) as supervisor:
+        outcomes = supervisor.map([*pages, lost])
+        assert supervisor.restarts == 0
+    kept, copy, foreign, not_html, unreadable = outcomes
+    assert kept.rejection is None and kept.token_count > 128 and "city council" in kept.text
+    assert "registered trademark" not in copy.text  # the signature was only in the HTML
+    assert copy.rejection.reason == "wikipedia_mirror"
+    assert foreign.rejection.reason == "language" and foreign.language == "de"
     # Tokens are counted only for pages that pass every filter but the length one.
-    assert copy["token_count"] is None and foreign["token_count"] is None
-    assert not_html.counter == "extract_failed_not_html"
+    assert copy.token_count is None and foreign.token_count is None
+    assert isinstance(not_html, ExtractFailed)
+    assert failure_counter(not_html) == "extract_failed_not_html"
     assert unreadable.reason == "warc_unreadable" and "missing.warc.gz" in unreadable.detail
 
 
@@ -317,7 +352,7 @@ def test_settings_come_from_the_build_config(config):
 # ---- real WARC files written by another crawler ------------------------------------------
 
 
-def test_real_warc_files_are_read_and_extracted(builder):
+def test_real_warc_files_are_read_and_extracted(config):
     folder = require_shared("warc")
     pages = []
     for path in sorted(folder.glob("*.warc.gz")):
@@ -333,9 +368,13 @@ def test_real_warc_files_are_read_and_extracted(builder):
                             page, warc_file=path.name, warc_offset=offset, warc_length=None
                         )
                     )
-    outcomes = builder.from_pages(pages, str(folder))
+    outcomes = analyze_here(pages, settings(config, folder))
     assert len(outcomes) == 37
-    docs = [outcome[0] for outcome in outcomes if not isinstance(outcome, ExtractFailed)]
+    docs = [
+        document_row(page, outcome)
+        for page, outcome in zip(pages, outcomes, strict=True)
+        if not isinstance(outcome, ExtractFailed)
+    ]
     assert len(docs) >= 30 and sum(doc["language"] == "en" for doc in docs) >= 25
     for doc in docs:
         assert doc["text"] and doc["host"]

@@ -1,38 +1,27 @@
-"""Main-text extraction: one archived HTML response in, one document (schemas.DOCUMENT) out.
+"""Main-text extraction: one archived HTML response in, its text and the filters' verdict out.
 
-The chain for one stored response, each step a plain function:
+    analyze(page, settings) -> PageText, or raises ExtractFailed
 
-    read the WARC record -> check size and type -> decode_html -> trafilatura
-        -> normalize_text -> language -> filters -> GPT-2 token count -> document row
+reads the WARC record -> checks size and type -> decode_html -> trafilatura -> normalize_text
+    -> language -> filters.check_content -> GPT-2 token count -> filters.check_length
+    -> word count, text hash
 
-trafilatura has no time limit of its own, and a pathological page can keep it busy for
-minutes. `ExtractorProcess` runs the page's work in a child process and kills the child when
-a document takes longer than [build] extract_timeout_s, so no page can hang a worker. It only
-needs the standard library's multiprocessing, so it works the same inside a Beam DoFn on
-DirectRunner, Dataflow, Flink or Spark. Everything from reading the record to the filters'
-verdict (`PageAnalyzer`) runs in the child, so the time limit covers all of it and a body
-never passes through the Beam worker: the records' locations go in, the finished texts, their
-metadata and the verdict come back. Pages go to the child in batches
-(`ExtractorProcess.call_each`) and come back one by one, each page with its own time limit, so
-the child works through a batch without waiting on its parent.
+each step a plain function. The token count, the dearest step after trafilatura, is made only
+for pages that pass every other filter: the length filter is the last one and the only one
+that needs it. A page that yields no document raises `ExtractFailed` with a reason, which the
+stage counts as `extract_failed_<reason>`.
 
-The GPT-2 token count, the dearest step after trafilatura, is made only for pages that pass
-every other filter: the length filter is the last one and the only one that needs it.
-
-Failures raise `ExtractFailed` with a reason; the stage counts them as
-`extract_failed_<reason>` (and `extract_timeout` for the time limit).
+trafilatura has no time limit of its own, so the stage runs `analyze` in a killable child
+process (pipeline.build.supervisor) with `warm_up` run there first; `AnalyzeSettings` is
+picklable so it travels to the child once, when the child starts.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
-import multiprocessing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from typing import Any
 
 import htmldate
@@ -41,6 +30,7 @@ import trafilatura
 from pipeline import dataroot
 from pipeline.bpe import load_gpt2
 from pipeline.build.filters import Rejection, check_content, check_length
+from pipeline.build.supervisor import ItemFailed
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import BuildConfig, TokenizerConfig
 from pipeline.content import SNIFF_BYTES, decode_html, judge_content_type, mime_of
@@ -48,29 +38,25 @@ from pipeline.urls import host_of
 from pipeline.warc import read_response
 
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
-# Language identification reads the start of the text; its cost grows with the length. On the
-# 130 readability pages and the 37 real WARC responses, the first 300 characters give the same
-# keep/remove decision (language and score) as the whole text; 200 already miss one.
+# Language identification reads the start of the text, as its cost grows with the length;
+# docs/build.md says how 300 was chosen.
 LANGUAGE_SAMPLE_CHARS = 300
-STARTUP_TIMEOUT_S = 120.0  # a cold child on a busy machine; far above the usual second
 
 
-class ExtractFailed(Exception):
-    """A response that yields no document; `reason` names the counter."""
+class ExtractFailed(ItemFailed):
+    """A response that yields no document; `reason` names it (see `failure_counter`). Raised
+    in the supervisor's child it comes back as it is; the supervisor's own failures
+    ("timeout", "crash", "error") are plain ItemFailed."""
 
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
-    @property
-    def counter(self) -> str:
-        return "extract_timeout" if self.reason == "timeout" else f"extract_failed_{self.reason}"
+def failure_counter(failure: ItemFailed) -> str:
+    """The stage's counter for a page without a document."""
+    return "extract_timeout" if failure.reason == "timeout" else f"extract_failed_{failure.reason}"
 
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    """trafilatura's options, picklable so the child process receives them with each page."""
+    """trafilatura's options, as the [build] config sets them."""
 
     favor_precision: bool = False
     favor_recall: bool = False
@@ -169,163 +155,6 @@ def page_date(tree: Any, url: str | None) -> str | None:
         return None
 
 
-ExtractFn = Callable[[str, str | None, ExtractSettings], Extraction | None]
-
-
-def _serve(conn: Connection, target: Callable[..., Any]) -> None:
-    """The child's loop: warm up, say it is ready, then for each batch of jobs received, run
-    `target` on each job and send its outcome, until told to stop. `target`'s ExtractFailed
-    keeps its reason; any other exception is an "error"."""
-    try:
-        warm_up = getattr(target, "warm_up", None)
-        if warm_up is not None:
-            warm_up()  # models and tables load here, never inside a page's time limit
-    except Exception as e:
-        conn.send(("error", f"{type(e).__name__}: {e}"[:500]))
-        return
-    # What is alive now (the models, trafilatura's tables) lives as long as the child: frozen,
-    # the cyclic GC no longer walks it on each full collection, which cost ~1% of the time.
-    gc.freeze()
-    conn.send(("ready", None))  # time limits start counting from here
-    while True:
-        try:
-            jobs = conn.recv()
-        except (EOFError, OSError):
-            return
-        if jobs is None:
-            return
-        for job in jobs:
-            try:
-                reply: tuple[str, Any] = ("ok", target(*job))
-            except ExtractFailed as e:
-                reply = ("failed", (e.reason, e.detail))
-            except Exception as e:  # any error in the extractor is this page's failure
-                reply = ("error", f"{type(e).__name__}: {e}"[:500])
-            conn.send(reply)
-
-
-class ExtractorProcess:
-    """Runs `target` in a child process that is killed when one job exceeds `timeout_s`.
-
-    The child starts on first use with the "spawn" method (safe in the multi-threaded
-    processes of Beam workers, where fork is not) and again after a kill or a crash.
-    `target` is what the child runs: a module-level function or a picklable object such as
-    `PageAnalyzer` (whose `warm_up` runs before the child says it is ready). `call_each`
-    sends a batch of jobs at once and receives each job's outcome as the child finishes it,
-    so a timeout or a crash always belongs to the job that caused it.
-    """
-
-    def __init__(self, timeout_s: float, target: Callable[..., Any] = run_trafilatura):
-        self.timeout_s = timeout_s
-        self.target = target
-        self.restarts = 0
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
-
-    def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child, self.target), daemon=True)
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
-        # Starting Python and importing trafilatura must not count against the first page.
-        if not parent.poll(STARTUP_TIMEOUT_S):
-            self._kill()
-            raise ExtractFailed("crash", f"extractor process not ready in {STARTUP_TIMEOUT_S} s")
-        status, value = parent.recv()
-        if status != "ready":
-            self._kill()
-            raise ExtractFailed("crash", f"extractor process did not start: {value}")
-
-    def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(timeout=10)
-            self._process.close()
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
-        self.restarts += 1
-
-    def call_each(self, jobs: list[tuple]) -> list[Any]:
-        """`target(*job)` in the child for each job, in order: its result, or an ExtractFailed
-        ("timeout", "crash", "error", or the reason of an ExtractFailed that `target` raised).
-
-        Each job has `timeout_s` from the moment the one before it came back. After a kill or
-        a crash the jobs not yet done go to a fresh child.
-        """
-        outcomes: list[Any] = []
-        while len(outcomes) < len(jobs):
-            pending = jobs[len(outcomes) :]
-            try:
-                if self._process is None or not self._process.is_alive():
-                    if self._process is not None:
-                        self._kill()
-                    self._start()
-                self._conn.send(pending)
-                for _ in pending:
-                    if not self._conn.poll(self.timeout_s):
-                        self._kill()
-                        outcomes.append(ExtractFailed("timeout", f"over {self.timeout_s:g} s"))
-                        break
-                    outcomes.append(_outcome(*self._conn.recv()))
-            except ExtractFailed as failure:  # the child did not start
-                outcomes.append(failure)
-            except (EOFError, OSError) as e:
-                self._kill()
-                detail = f"extractor process died: {type(e).__name__}"
-                outcomes.append(ExtractFailed("crash", detail))
-        return outcomes
-
-    def call(self, *job: Any) -> Any:
-        """`target(*job)` in the child, or the ExtractFailed of `call_each` raised."""
-        (outcome,) = self.call_each([job])
-        if isinstance(outcome, ExtractFailed):
-            raise outcome
-        return outcome
-
-    def extract(self, html: str, url: str | None, settings: ExtractSettings) -> Extraction | None:
-        """The default target, run_trafilatura, in the child."""
-        return self.call(html, url, settings)
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id while one is running."""
-        return self._process.pid if self._process is not None else None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.send(None)
-            except OSError:
-                pass
-        if self._process is not None:
-            self._process.join(timeout=2)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
-            self._process.close()
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
-
-    def __enter__(self) -> ExtractorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _outcome(status: str, value: Any) -> Any:
-    """One reply of the child as a result or an ExtractFailed."""
-    if status == "failed":
-        return ExtractFailed(*value)
-    if status == "error":
-        return ExtractFailed("error", value)
-    return value
-
-
 @functools.cache
 def _language_identifier() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -371,150 +200,61 @@ class PageText:
     rejection: Rejection | None  # the first filter that rejects the page; None: keep it
 
 
-# Where the child finds one stored response: WARC path, offset, stored length (or None), and
-# the fetch log's content type and charset and the final URL.
-PageJob = tuple[str, int, int | None, str | None, str | None, str]
-# Runs PageAnalyzer on each job: a PageText or an ExtractFailed per job, in order.
-PagesFn = Callable[[list[PageJob]], list[Any]]
-
-
-def page_job(page: StoredPage, fetch_dir: str) -> PageJob:
-    location = (dataroot.join(fetch_dir, page.warc_file), page.warc_offset, page.warc_length)
-    return (*location, page.content_type, page.charset, page.final_url)
-
-
 @dataclass(frozen=True)
-class PageAnalyzer:
-    """One page's own work, from its WARC record to PageText: read, check, decode, extract,
-    normalize, language, filters, word and GPT-2 token counts, hash. Picklable, so the stage
-    runs it in the extractor child, where the time limit covers all of it; also callable in
-    this process. `from_body` and `from_html` start further along the chain."""
+class AnalyzeSettings:
+    """What `analyze` needs besides the page; picklable, so it travels to the child."""
 
-    build: BuildConfig
+    build: BuildConfig  # trafilatura's options, the size cap, the filters
     tokenizer: TokenizerConfig
-    extract: ExtractFn = run_trafilatura
-
-    @functools.cached_property
-    def settings(self) -> ExtractSettings:
-        return ExtractSettings.from_config(self.build)
-
-    def warm_up(self) -> None:
-        load_gpt2(self.tokenizer)
-        _language_identifier()
-
-    def __call__(
-        self,
-        warc_path: str,
-        offset: int,
-        length: int | None,
-        content_type: str | None,
-        charset: str | None,
-        url: str,
-    ) -> PageText:
-        try:
-            headers, body, _ = read_response(warc_path, offset, length)
-        except Exception as e:  # missing file, truncated gzip, wrong offset: malformed input
-            raise ExtractFailed("warc_unreadable", f"{warc_path} at {offset}: {e}") from e
-        return self.from_body(
-            body, content_type or headers.get_header("Content-Type"), charset, url
-        )
-
-    def from_body(
-        self, body: bytes, content_type: str | None, charset: str | None, url: str
-    ) -> PageText:
-        check_body(body, content_type, self.build.max_html_bytes)
-        return self.from_html(decode_html(body, charset), url)
-
-    def from_html(self, html: str, url: str) -> PageText:
-        extraction = self.extract(html, url, self.settings)
-        if extraction is None:
-            raise ExtractFailed("no_text")
-        text = normalize_text(extraction.text)
-        if not text:
-            raise ExtractFailed("no_text", "only whitespace after normalization")
-        title = normalize_text(extraction.title) if extraction.title else None
-        lang, score = detect_language(text)
-        doc = {"final_url": url, "host": host_of(url) or "", "text": text, "title": title}
-        doc.update(language=lang, language_score=score)
-        rejection = check_content(doc, html, self.build)
-        token_count = None
-        if rejection is None:
-            token_count = count_tokens(load_gpt2(self.tokenizer), text)
-            rejection = check_length(token_count, self.build)
-        return PageText(
-            text=text,
-            title=title,
-            date=extraction.date,
-            language=lang,
-            language_score=score,
-            word_count=word_count(text),
-            token_count=token_count,
-            text_hash=text_hash(text),
-            rejection=rejection,
-        )
+    fetch_dir: str  # the pages' WARC files are named relative to it
 
 
-class DocumentBuilder:
-    """Turns StoredPages into document rows (schemas.DOCUMENT) with the filters' verdict, or
-    ExtractFailed.
+def warm_up(settings: AnalyzeSettings) -> None:
+    """Load the tokenizer and the language model, so that no page's time limit pays for it."""
+    load_gpt2(settings.tokenizer)
+    _language_identifier()
 
-    `from_pages` is the stage's path: the pages' work by `analyze_each`, which runs
-    `self.analyzer` in this process or, in the stage, is an ExtractorProcess's `call_each`
-    running `self.analyzer` in the child. `row` makes the document row of one page.
-    """
 
-    def __init__(
-        self,
-        build: BuildConfig,
-        tokenizer: TokenizerConfig,
-        extract: ExtractFn = run_trafilatura,
-    ):
-        load_gpt2(tokenizer)  # a missing ranks file fails here, at setup, not in every page
-        self.analyzer = PageAnalyzer(build, tokenizer, extract)
+def analyze(page: StoredPage, settings: AnalyzeSettings) -> PageText:
+    """One stored page from its WARC record to its normalized text, metadata and the filters'
+    verdict; ExtractFailed when it yields no document."""
+    build = settings.build
+    body, content_type = read_body(page, settings.fetch_dir)
+    check_body(body, content_type, build.max_html_bytes)
+    html = decode_html(body, page.charset)
+    extraction = run_trafilatura(html, page.final_url, ExtractSettings.from_config(build))
+    if extraction is None:
+        raise ExtractFailed("no_text")
+    text = normalize_text(extraction.text)
+    if not text:
+        raise ExtractFailed("no_text", "only whitespace after normalization")
+    title = normalize_text(extraction.title) if extraction.title else None
+    lang, score = detect_language(text)
+    doc = {"final_url": page.final_url, "host": host_of(page.final_url) or "", "text": text}
+    doc.update(title=title, language=lang, language_score=score)
+    rejection = check_content(doc, html, build)
+    token_count = None
+    if rejection is None:
+        token_count = count_tokens(load_gpt2(settings.tokenizer), text)
+        rejection = check_length(token_count, build)
+    return PageText(
+        text=text,
+        title=title,
+        date=extraction.date,
+        language=lang,
+        language_score=score,
+        word_count=word_count(text),
+        token_count=token_count,
+        text_hash=text_hash(text),
+        rejection=rejection,
+    )
 
-    def from_pages(
-        self, pages: list[StoredPage], fetch_dir: str, analyze_each: PagesFn | None = None
-    ) -> list[tuple[dict, Rejection | None] | ExtractFailed]:
-        """For each page, in order: (document row, the rejecting filter or None to keep it),
-        or the ExtractFailed that says why there is no document. The WARC files are named
-        relative to `fetch_dir`."""
-        jobs = [page_job(page, fetch_dir) for page in pages]
-        analyzed = (analyze_each or self._analyze_here)(jobs) if jobs else []
-        return [
-            outcome
-            if isinstance(outcome, ExtractFailed)
-            else (self.row(page, outcome), outcome.rejection)
-            for page, outcome in zip(pages, analyzed, strict=True)
-        ]
 
-    def _analyze_here(self, jobs: list[PageJob]) -> list[Any]:
-        outcomes: list[Any] = []
-        for job in jobs:
-            try:
-                outcomes.append(self.analyzer(*job))
-            except ExtractFailed as failure:
-                outcomes.append(failure)
-        return outcomes
-
-    def row(self, page: StoredPage, text: PageText) -> dict:
-        return {
-            "doc_id": document_id(page.normalized_url),
-            "text": text.text,
-            "title": text.title,
-            "date": text.date,
-            "language": text.language,
-            "language_score": text.language_score,
-            "word_count": text.word_count,
-            "token_count": text.token_count,
-            "normalized_url": page.normalized_url,
-            "final_url": page.final_url,
-            "host": host_of(page.final_url) or "",
-            "karma": page.karma,
-            "first_created_utc": page.first_created_utc,
-            "submissions": page.submissions,
-            "fetched_at": page.fetched_at,
-            "warc_file": page.warc_file,
-            "warc_offset": page.warc_offset,
-            "extractor": EXTRACTOR,
-            "text_hash": text.text_hash,
-        }
+def read_body(page: StoredPage, fetch_dir: str) -> tuple[bytes, str | None]:
+    """The stored body and its content type (the fetch log's, else the record's header)."""
+    path = dataroot.join(fetch_dir, page.warc_file)
+    try:
+        headers, body, _ = read_response(path, page.warc_offset, page.warc_length)
+    except Exception as e:  # missing file, truncated gzip, wrong offset: malformed input
+        raise ExtractFailed("warc_unreadable", f"{path} at {page.warc_offset}: {e}") from e
+    return body, page.content_type or headers.get_header("Content-Type")

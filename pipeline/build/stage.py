@@ -5,9 +5,11 @@
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
         --BatchPages-->     PAGES_PER_BATCH pages per round trip to the extractor child
-        --Extract-->        in a killable child process (pipeline.build.extract): read the WARC
-                            record, decode, trafilatura, normalize, language, the filters'
-                            verdict (pipeline.build.filters), word and GPT-2 token counts
+        --Extract-->        pipeline.build.extract.analyze in a killable child process
+                            (pipeline.build.supervisor): read the WARC record, decode,
+                            trafilatura, normalize, language, the filters' verdict
+                            (pipeline.build.filters), word and GPT-2 token counts; then the
+                            document row
         --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
                             pages, language, length
         --Deduplicate-->    exact and MinHash near-duplicates (pipeline.build.dedup)
@@ -24,6 +26,7 @@ Every drop increments a counter named after its reason in the "webtext.build" na
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,16 +36,21 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from pipeline import beamio, dataroot
+from pipeline.bpe import load_gpt2
 from pipeline.build import dataset
 from pipeline.build.dedup import Deduplicate
 from pipeline.build.extract import (
-    DocumentBuilder,
-    ExtractFailed,
-    ExtractorProcess,
+    EXTRACTOR,
+    AnalyzeSettings,
+    PageText,
     StoredPage,
+    analyze,
     document_id,
+    failure_counter,
+    warm_up,
 )
 from pipeline.build.filters import Rejection, wikipedia
+from pipeline.build.supervisor import ItemFailed, Supervisor
 from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
 from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
@@ -50,10 +58,8 @@ from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
 STAGE = "build"
 LINKS_PATTERN = "links-*.parquet"
 DEAD_LETTER_PREFIX = "dead-letter"
-# Pages (their WARC locations) sent to the extractor child in one message, so the child works
-# through them without waiting on its parent: 1-1.5% less CPU per page than one page per round
-# trip (two stage runs side by side on one CPU, the readability pages, when the bodies still
-# went to the child). The child reads one body at a time.
+# Pages sent to the extractor child in one message, so that it works through them without
+# waiting on its parent; it reads their bodies from the WARC files one at a time.
 PAGES_PER_BATCH = 16
 LINK_COLUMNS = ["normalized_url", "karma", "first_created_utc", "submissions"]
 FETCH_COLUMNS = [
@@ -99,6 +105,31 @@ def stored_page(row: dict, link: dict) -> StoredPage:
         first_created_utc=int(link["first_created_utc"]),
         submissions=list(link["submissions"] or []),
     )
+
+
+def document_row(page: StoredPage, text: PageText) -> dict:
+    """A schemas.DOCUMENT row: the page's analyzed text and its provenance."""
+    return {
+        "doc_id": document_id(page.normalized_url),
+        "text": text.text,
+        "title": text.title,
+        "date": text.date,
+        "language": text.language,
+        "language_score": text.language_score,
+        "word_count": text.word_count,
+        "token_count": text.token_count,
+        "normalized_url": page.normalized_url,
+        "final_url": page.final_url,
+        "host": host_of(page.final_url) or "",
+        "karma": page.karma,
+        "first_created_utc": page.first_created_utc,
+        "submissions": page.submissions,
+        "fetched_at": page.fetched_at,
+        "warc_file": page.warc_file,
+        "warc_offset": page.warc_offset,
+        "extractor": EXTRACTOR,
+        "text_hash": text.text_hash,
+    }
 
 
 def removed_row(
@@ -185,9 +216,8 @@ class Extract(beam.DoFn):
     a document -> removed rows counted by reason, or dead letters when the WARC record cannot
     be read.
 
-    The pages' own work, from reading the record to the filters' verdict, runs in this
-    instance's extractor child (pipeline.build.extract), a batch per round trip and a time limit
-    per page.
+    Each page is `extract.analyze`d in this instance's killable child process
+    (pipeline.build.supervisor): a batch per round trip, a time limit per page.
     """
 
     def __init__(self, config: Config, fetch_dir: str):
@@ -195,18 +225,20 @@ class Extract(beam.DoFn):
         self.fetch_dir = fetch_dir
 
     def setup(self) -> None:
-        build = self.config.build
-        self.builder = DocumentBuilder(build, self.config.tokenizer)
-        self.extractor = ExtractorProcess(build.extract_timeout_s, target=self.builder.analyzer)
-        self.progress = beamio.ProgressLog(
-            STAGE, "responses extracted", self.config.run.progress_every
+        config = self.config
+        load_gpt2(config.tokenizer)  # a missing ranks file fails here, not in every page
+        settings = AnalyzeSettings(config.build, config.tokenizer, self.fetch_dir)
+        self.supervisor = Supervisor(
+            functools.partial(analyze, settings=settings),
+            config.build.extract_timeout_s,
+            warm_up=functools.partial(warm_up, settings),
         )
+        self.progress = beamio.ProgressLog(STAGE, "responses extracted", config.run.progress_every)
 
     def process(self, pages: list[StoredPage]) -> Iterator[Any]:
-        outcomes = self.builder.from_pages(pages, self.fetch_dir, self.extractor.call_each)
-        for page, outcome in zip(pages, outcomes, strict=True):
+        for page, outcome in zip(pages, self.supervisor.map(pages), strict=True):
             self.progress.tick()
-            if isinstance(outcome, ExtractFailed) and outcome.reason == "warc_unreadable":
+            if isinstance(outcome, ItemFailed) and outcome.reason == "warc_unreadable":
                 beamio.counter(STAGE, "dead_letter_warc").inc()
                 path = dataroot.join(self.fetch_dir, page.warc_file)
                 yield beam.pvalue.TaggedOutput(
@@ -217,21 +249,21 @@ class Extract(beam.DoFn):
                 )
                 continue
             beamio.counter(STAGE, "responses_read").inc()
-            if isinstance(outcome, ExtractFailed):
-                beamio.counter(STAGE, outcome.counter).inc()
+            if isinstance(outcome, ItemFailed):
+                counter = failure_counter(outcome)
+                beamio.counter(STAGE, counter).inc()
                 url, final_url = page.normalized_url, page.final_url
                 yield beam.pvalue.TaggedOutput(
-                    "removed",
-                    removed_row(url, final_url, "extract", outcome.counter, outcome.detail, None),
+                    "removed", removed_row(url, final_url, "extract", counter, outcome.detail, None)
                 )
             else:
                 beamio.counter(STAGE, "extracted").inc()
-                yield outcome
+                yield document_row(page, outcome), outcome.rejection
 
     def teardown(self) -> None:
-        extractor = getattr(self, "extractor", None)
-        if extractor is not None:
-            extractor.close()
+        supervisor = getattr(self, "supervisor", None)
+        if supervisor is not None:
+            supervisor.close()
 
 
 class Filter(beam.DoFn):

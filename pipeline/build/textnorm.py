@@ -3,8 +3,8 @@
 GPT-2 was trained on text as the web writes it: paragraphs, punctuation and any script. So
 normalization repairs only what is broken and keeps everything else:
 
-- mojibake (UTF-8 read as cp1252 and similar) is undone with ftfy, which only runs on
-  text that shows a sign of it (ftfy costs as much as a quarter of trafilatura's time);
+- mojibake (UTF-8 read as cp1252 and similar) is undone with ftfy, which is slow and so
+  only runs on text that shows a sign of it;
 - control characters and invisible format characters that carry no text are removed;
 - runs of spaces and tabs become one space, lines are stripped, and more than one blank
   line becomes one, so paragraph breaks survive but stray whitespace does not;
@@ -16,9 +16,9 @@ It runs on every extracted document, so it works line by line and leaves alone t
 that need nothing, which is most of them: a line for which `str.isprintable()` holds has no
 control character and no whitespace but the ASCII space (tab, no-break space and the other
 Unicode spaces are not printable), so it only needs its spaces tidied, and only when it has
-two in a row or one at an end. That is about five times faster than running each rule as a
-regular expression over the whole text, with the same result (tests/test_textnorm.py checks
-both against each other on random strings).
+two in a row or one at an end. The result is the same as running each rule as a regular
+expression over the whole text, only faster (tests/test_textnorm.py checks both against each
+other on random strings).
 """
 
 from __future__ import annotations
@@ -80,13 +80,9 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", "\n".join(lines))
 
 
-def word_count(normalized: str) -> int:
-    """Whitespace-separated words in a normalize_text result, as len(text.split()) counts
-    them, from three counts instead of a list of every word: in such a text the only
-    whitespace is single spaces inside lines and a newline or two between them."""
-    if not normalized:
-        return 0
-    return normalized.count(" ") + normalized.count("\n") + 1 - normalized.count("\n\n")
+def word_count(text: str) -> int:
+    """Whitespace-separated words."""
+    return len(text.split())
 
 
 def text_hash(text: str) -> str:
