@@ -5,6 +5,7 @@ folders, summaries, the config guard) is pipeline/dataroot.py, which imports no 
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -48,27 +50,41 @@ def read_counters(result: Any, stage: str) -> dict[str, int]:
     return dict(sorted(counters.items()))
 
 
-def write_parquet(
-    pcoll: beam.PCollection,
-    path_prefix: str,
-    schema: pa.Schema,
-    num_shards: int = 0,
-    row_group_rows: int = 10_000,
-) -> beam.PCollection:
+class WriteParquet(beam.PTransform):
     """Write dicts as zstd Parquet shards named PREFIX-SSSSS-of-NNNNN.parquet.
 
     Beam's file sink writes to a temporary folder and renames on finalize, so shards appear
-    only when complete.
+    only when complete. A transform of its own, so one pipeline labels each output it writes.
     """
-    return pcoll | beam.io.WriteToParquet(
-        path_prefix,
-        schema,
-        codec="zstd",
-        file_name_suffix=".parquet",
-        num_shards=num_shards,
-        row_group_buffer_size=64 * 1024 * 1024,
-        record_batch_size=min(row_group_rows, 10_000),
-    )
+
+    def __init__(
+        self, path_prefix: str, schema: pa.Schema, num_shards: int = 0, row_group_rows: int = 10_000
+    ):
+        super().__init__()
+        self.path_prefix, self.schema = path_prefix, schema
+        self.num_shards, self.row_group_rows = num_shards, row_group_rows
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return rows | beam.io.WriteToParquet(
+            self.path_prefix,
+            self.schema,
+            codec="zstd",
+            file_name_suffix=".parquet",
+            num_shards=self.num_shards,
+            row_group_buffer_size=64 * 1024 * 1024,
+            record_batch_size=min(self.row_group_rows, 10_000),
+        )
+
+
+def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema, row_group_rows: int) -> bytes:
+    """One zstd Parquet file in memory, row groups of `row_group_rows`, statistics kept."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    buffer = io.BytesIO()
+    pq.write_table(
+        table, buffer, compression="zstd", row_group_size=max(1, row_group_rows),
+        write_statistics=True,
+    )  # fmt: skip
+    return buffer.getvalue()
 
 
 def dead_letter(source: str, line: int | None, reason: str, detail: str, raw: Any) -> dict:

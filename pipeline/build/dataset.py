@@ -92,17 +92,6 @@ def estimated_parquet_bytes(row: dict[str, Any]) -> int:
     return int((len(text.encode("utf-8")) + ROW_OVERHEAD_BYTES) * COMPRESSED_FRACTION)
 
 
-def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema, row_group_rows: int) -> bytes:
-    """One zstd Parquet file, row groups of `row_group_rows`, schema metadata kept."""
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buffer = io.BytesIO()
-    pq.write_table(
-        table, buffer, compression="zstd", row_group_size=max(1, row_group_rows),
-        write_statistics=True,
-    )  # fmt: skip
-    return buffer.getvalue()
-
-
 def stored_schema(schema: pa.Schema) -> pa.Schema:
     """The schema as Parquet gives it back: Parquet has no seconds unit, so timestamp[s]
     columns are stored (and read back by every reader) as timestamp[ms]."""
@@ -139,7 +128,7 @@ class _WriteShard(beam.DoFn):
         index, values = item
         rows = sorted((v for v in values if v is not None), key=_sort_key)
         schema = _KINDS[self.kind][0]
-        data = parquet_bytes(rows, schema, self.row_group_rows)
+        data = beamio.parquet_bytes(rows, schema, self.row_group_rows)
         name = shard_name(self.kind, index, num_shards)
         dataroot.write_bytes_atomic(dataroot.join(self.docs_dir, name), data, self.scratch)
         record = {

@@ -288,14 +288,6 @@ class Filter(beam.DoFn):
             )
 
 
-@beam.ptransform_fn
-def WriteRows(  # noqa: N802 - a PTransform, named like one
-    rows: beam.PCollection, path_prefix: str, schema: Any, num_shards: int, row_group_rows: int
-) -> beam.PCollection:
-    """beamio.write_parquet under its own label, so a stage can write several outputs."""
-    return beamio.write_parquet(rows, path_prefix, schema, num_shards, row_group_rows)
-
-
 # ---- the stage -------------------------------------------------------------------------------
 
 
@@ -388,7 +380,7 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         {"kept": kept, "removed": removed} | "WriteDocuments" >> dataset.WriteDocuments(
             data_root, config
         )
-        parts["dead_letter"] | "WriteDeadLetters" >> WriteRows(
+        parts["dead_letter"] | "WriteDeadLetters" >> beamio.WriteParquet(
             dead_letter_prefix, DEAD_LETTER, 1, config.build.row_group_rows
         )
 

@@ -20,7 +20,6 @@ run (keeping one row per normalized_url), so it never holds a URL twice.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import sys
 import uuid
@@ -29,8 +28,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquet
@@ -104,12 +101,6 @@ def best_row(rows: Iterable[dict]) -> dict:
     return min(rows, key=lambda r: (r["outcome"] != "ok", str(r["warc_file"] or ""), r["url"]))
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
-    return buffer.getvalue()
-
-
 class PartWriter:
     """Writes a batch's results as parts: WARC renamed into place, then its log rows."""
 
@@ -148,7 +139,9 @@ class PartWriter:
         if self.warc is not None:
             self.warc.commit()
         part = dataroot.join(self.fetch_dir, PARTS_DIR, f"{self._stem()}.parquet")
-        dataroot.write_bytes_atomic(part, parquet_bytes(self.rows, schemas.FETCH))
+        dataroot.write_bytes_atomic(
+            part, beamio.parquet_bytes(self.rows, schemas.FETCH, len(self.rows))
+        )
         rows, self.rows, self.warc = self.rows, [], None
         self.seq += 1
         return rows
@@ -275,7 +268,7 @@ def build_pipeline(
         | "DropKeys" >> beam.Values()
         | "CountLogged" >> beam.Map(_count_logged)
     )
-    beamio.write_parquet(logged, dataroot.join(fetch_dir, LOG_PREFIX), schemas.FETCH)
+    logged | "WriteLog" >> beamio.WriteParquet(dataroot.join(fetch_dir, LOG_PREFIX), schemas.FETCH)
 
 
 def _check_config(config: Config) -> None:

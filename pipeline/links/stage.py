@@ -195,17 +195,6 @@ class BuildLinkSet(beam.PTransform):
         )
 
 
-class WriteParquet(beam.PTransform):
-    """beamio.write_parquet under its own label, so one pipeline can write two outputs."""
-
-    def __init__(self, prefix: str, schema: Any, num_shards: int):
-        super().__init__()
-        self.prefix, self.schema, self.num_shards = prefix, schema, num_shards
-
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return beamio.write_parquet(pcoll, self.prefix, self.schema, num_shards=self.num_shards)
-
-
 def _resolve(patterns: list[str], key: str) -> list[str]:
     paths: list[str] = []
     for pattern in patterns:
@@ -266,10 +255,10 @@ def run(
             links, dump_paths, list_paths, praw_settings, config.run.progress_every
         )
         rows = postings | "BuildLinkSet" >> BuildLinkSet(links)
-        rows | "WriteLinks" >> WriteParquet(
+        rows | "WriteLinks" >> beamio.WriteParquet(
             dataroot.join(out_dir, LINKS_PREFIX), schemas.LINK, links.num_shards
         )
-        dead | "WriteDeadLetters" >> WriteParquet(
+        dead | "WriteDeadLetters" >> beamio.WriteParquet(
             dataroot.join(out_dir, DEAD_LETTER_PREFIX), schemas.DEAD_LETTER, 1
         )
 

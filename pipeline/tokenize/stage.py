@@ -176,11 +176,8 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         outputs = (
             p | "DocShards" >> beam.Create(paths) | "Tokenize" >> TokenizeDocuments(config, out_dir)
         )
-        beamio.write_parquet(
-            outputs["dead_letter"],
-            dataroot.join(out_dir, "dead_letter"),
-            DEAD_LETTER,
-            num_shards=1,
+        outputs["dead_letter"] | "WriteDeadLetters" >> beamio.WriteParquet(
+            dataroot.join(out_dir, "dead_letter"), DEAD_LETTER, num_shards=1
         )
 
     counters = beamio.run_pipeline(STAGE, build, beam_args)
