@@ -90,6 +90,9 @@ class FetchConfig:
 class BuildConfig:
     max_html_bytes: int
     extract_timeout_s: float  # per document; a page over it is dropped, never hangs a worker
+    extract_workers: (
+        int  # extractor children per Extract instance; 0: one per CPU this process may use
+    )
     favor_precision: bool
     favor_recall: bool
     include_comments: bool

@@ -28,7 +28,7 @@ from pipeline.build.extract import (
     warm_up,
 )
 from pipeline.build.stage import document_row
-from pipeline.build.supervisor import ItemFailed, Supervisor
+from pipeline.build.supervisor import ItemFailed, Supervisor, SupervisorPool
 from pipeline.config import load
 from pipeline.fetch.records import Exchange, FetchResult, FetchTask
 from pipeline.warc import WarcFile
@@ -306,6 +306,28 @@ def test_a_batch_comes_back_in_order_with_each_failure_on_its_own_job():
         "extract_failed_no_text",
         "C",
     ]
+
+
+def test_a_pool_gives_the_same_outcomes_in_the_same_order_as_one_child():
+    items = ["a", "hang", "b", "exit", "raise", "fail", "c", "d", "e"]
+    with Supervisor(act, timeout_s=1.0) as one, SupervisorPool(act, 1.0, size=3) as pool:
+        alone, pooled = one.map(items), pool.map(items)
+        assert pool.restarts == 2  # the hang and the exit each cost their own child a restart
+        assert len({child.pid for child in pool.children} - {None}) >= 2  # several children ran
+
+    def shown(outcomes):
+        return [o if isinstance(o, str) else failure_counter(o) for o in outcomes]
+
+    assert shown(pooled) == shown(alone)
+
+
+def test_a_pool_runs_its_children_at_once():
+    # Six jobs of 0.5 s on three children: about 1 s, where one child takes 3 s.
+    with SupervisorPool(time.sleep, timeout_s=5.0, size=3) as pool:
+        pool.map([0] * 3)  # every child is running: start-up is not the jobs' time
+        started = time.monotonic()
+        assert pool.map([0.5] * 6) == [None] * 6
+        assert time.monotonic() - started < 2.5
 
 
 def test_each_job_of_a_batch_has_its_own_time_limit():

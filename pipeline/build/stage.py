@@ -4,7 +4,7 @@
         --JoinLinks-->      CoGroupByKey on normalized_url: one stored response per URL,
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
-        --BatchPages-->     PAGES_PER_BATCH pages per round trip to the extractor child
+        --BatchPages-->     PAGES_PER_BATCH pages per extractor child per round trip
         --Extract-->        pipeline.build.extract.analyze in a killable child process
                             (pipeline.build.supervisor): read the WARC record, decode,
                             trafilatura, normalize, language, the filters' verdict
@@ -50,7 +50,7 @@ from pipeline.build.extract import (
     warm_up,
 )
 from pipeline.build.filters import Rejection, wikipedia
-from pipeline.build.supervisor import ItemFailed, Supervisor
+from pipeline.build.supervisor import ItemFailed, SupervisorPool, default_pool_size
 from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
 from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
@@ -211,13 +211,18 @@ class DropWikipedia(beam.DoFn):
             )
 
 
+def extract_workers(build: BuildConfig) -> int:
+    return build.extract_workers or default_pool_size()
+
+
 class Extract(beam.DoFn):
     """A batch of StoredPages -> (document, the rejecting filter or None) each; pages without
     a document -> removed rows counted by reason, or dead letters when the WARC record cannot
     be read.
 
-    Each page is `extract.analyze`d in this instance's killable child process
-    (pipeline.build.supervisor): a batch per round trip, a time limit per page.
+    Each page is `extract.analyze`d in one of this instance's killable child processes
+    (pipeline.build.supervisor, `build.extract_workers` of them): a batch per round trip, a
+    time limit per page.
     """
 
     def __init__(self, config: Config, fetch_dir: str):
@@ -228,10 +233,11 @@ class Extract(beam.DoFn):
         config = self.config
         load_gpt2(config.tokenizer)  # a missing ranks file fails here, not in every page
         settings = AnalyzeSettings(config.build, config.tokenizer, self.fetch_dir)
-        self.supervisor = Supervisor(
+        self.supervisor = SupervisorPool(
             functools.partial(analyze, settings=settings),
             config.build.extract_timeout_s,
             warm_up=functools.partial(warm_up, settings),
+            size=extract_workers(config.build),
         )
         self.progress = beamio.ProgressLog(STAGE, "responses extracted", config.run.progress_every)
 
@@ -323,10 +329,10 @@ class BuildDocuments(beam.PTransform):
         not_wikipedia = joined.pages | "DropWikipedia" >> beam.ParDo(DropWikipedia()).with_outputs(
             "removed", main="pages"
         )
+        batch = PAGES_PER_BATCH * extract_workers(self.config.build)  # a round trip per child
         extracted = (
             not_wikipedia.pages
-            | "BatchPages"
-            >> beam.BatchElements(min_batch_size=PAGES_PER_BATCH, max_batch_size=PAGES_PER_BATCH)
+            | "BatchPages" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
             | "Extract"
             >> beam.ParDo(Extract(self.config, fetch_dir)).with_outputs(
                 "removed", "dead_letter", main="docs"

@@ -1,7 +1,10 @@
-"""Run a function over items in a child process that is killed when one item takes too long.
+"""Run a function over items in child processes that are killed when one item takes too long.
 
     with Supervisor(function, timeout_s, warm_up=None) as supervisor:
         outcomes = supervisor.map(items)   # function(item), or an ItemFailed, per item
+
+    with SupervisorPool(function, timeout_s, warm_up=None, size=4) as pool:
+        outcomes = pool.map(items)         # the same, over `size` children at once
 
 Some work has no time limit of its own (trafilatura can stay busy for minutes on one page),
 and only killing the process it runs in stops it, even inside C code. The child is started
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -161,6 +166,58 @@ class Supervisor:
         self._process = self._conn = None
 
     def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_pool_size() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class SupervisorPool:
+    """`size` Supervisors side by side: one batch is dealt round-robin to the children, each
+    works through its share, and the outcomes come back in the items' order. Each item keeps
+    its own time limit and a kill restarts only that item's child. The parent's threads only
+    wait on pipes, so `size` children keep `size` cores busy."""
+
+    def __init__(
+        self,
+        function: Callable[[Any], Any],
+        timeout_s: float,
+        warm_up: Callable[[], Any] | None = None,
+        size: int = 1,
+    ):
+        if size < 1:
+            raise ValueError(f"a pool needs at least one child, not {size}")
+        self.children = [Supervisor(function, timeout_s, warm_up) for _ in range(size)]
+        self._threads = ThreadPoolExecutor(max_workers=size) if size > 1 else None
+
+    @property
+    def restarts(self) -> int:
+        return sum(child.restarts for child in self.children)
+
+    def map(self, items: list[Any]) -> list[Any]:
+        """As Supervisor.map; which child ran an item never changes its outcome."""
+        if self._threads is None:
+            return self.children[0].map(items)
+        size = len(self.children)
+        shares = [items[i::size] for i in range(size)]
+        results = list(self._threads.map(lambda c, share: c.map(share), self.children, shares))
+        outcomes: list[Any] = [None] * len(items)
+        for i, result in enumerate(results):
+            outcomes[i::size] = result
+        return outcomes
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
+        if self._threads is not None:
+            self._threads.shutdown()
+
+    def __enter__(self) -> SupervisorPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
