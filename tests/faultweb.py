@@ -12,6 +12,10 @@ Machine's availability API with its raw replay.
         web.route("slow.test", "/", trickle(b"<html>" * 100, interval=0.2))
         config = replace(fetch_config, resolve_overrides={"*": web.address()})
 
+With `tls=True` every bind address also serves HTTPS (`web.address(tls=True)`), with a
+certificate per SNI name from a local CA (tests/faultweb_tls.py); `listen_raw` serves one
+raw TCP handler on a port of its own, for faults below HTTP.
+
 Only 127.0.0.0/8 addresses are bound. Run alone it serves a generated web for the
 benchmark in its own process: `python -m tests.faultweb bench --port-file F`.
 """
@@ -32,6 +36,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.faultweb_tls import TlsCertificates
 
 REASONS = {
     200: "OK",
@@ -307,8 +313,10 @@ class ArchiveEmulation:
 class FaultWeb:
     """The loopback server; a context manager that runs it on a background thread."""
 
-    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",)):
+    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",), tls: bool = False):
         self.bind_hosts = hosts
+        self.tls = TlsCertificates() if tls else None
+        self.tls_ports: dict[str, int] = {}
         self.routes: dict[tuple[str, str], Handler] = {}
         self.fallback: Handler | None = None
         self.hits: Counter = Counter()  # (host, path) -> requests
@@ -334,8 +342,23 @@ class FaultWeb:
         with self._lock:
             return self.hits[(host, path)]
 
-    def address(self, ip: str = "127.0.0.1") -> str:
-        return f"{ip}:{self.ports[ip]}"
+    def address(self, ip: str = "127.0.0.1", tls: bool = False) -> str:
+        return f"{ip}:{(self.tls_ports if tls else self.ports)[ip]}"
+
+    def certificate(self, host: str, kind: str) -> None:
+        """Serve `host` a certificate of this kind (see tests/faultweb_tls.py)."""
+        self.tls.kinds[host] = kind
+
+    def listen_raw(self, handler: Callable[[asyncio.StreamReader, Writer], Awaitable[None]]) -> str:
+        """Serve `handler` on a new 127.0.0.1 port; returns its "ip:port"."""
+
+        async def open_server() -> int:
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            self._servers.append(server)
+            return server.sockets[0].getsockname()[1]
+
+        port = asyncio.run_coroutine_threadsafe(open_server(), self._loop).result(10)
+        return f"127.0.0.1:{port}"
 
     # lifecycle
     def __enter__(self) -> FaultWeb:
@@ -367,6 +390,8 @@ class FaultWeb:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if self.tls is not None:
+            self.tls.close()
 
     def _run(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
@@ -381,6 +406,12 @@ class FaultWeb:
             server = await asyncio.start_server(self._connection, host, 0, backlog=1024)
             self.ports[host] = server.sockets[0].getsockname()[1]
             self._servers.append(server)
+            if self.tls is not None:
+                server = await asyncio.start_server(
+                    self._connection, host, 0, backlog=1024, ssl=self.tls.default_context
+                )
+                self.tls_ports[host] = server.sockets[0].getsockname()[1]
+                self._servers.append(server)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         with self._lock:

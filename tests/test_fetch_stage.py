@@ -171,6 +171,31 @@ def test_killing_a_run_loses_only_what_was_in_flight_and_duplicates_nothing(tmp_
         assert target == row["url"] and row["url"].split("/")[2].encode() in body
 
 
+def test_the_log_says_for_each_page_whether_its_certificate_was_checked(tmp_path):
+    with FaultWeb(tls=True) as web:
+        web.certificate("self.test", "self_signed")
+        for host in ("self.test", "plain.test"):
+            web.page(host, "/", PAGE.format(host))
+        urls = ["https://self.test/", "http://plain.test/"]
+        routes = f'{{"*" = "{web.address()}", "*:443" = "{web.address(tls=True)}"}}'
+        sets = overrides(web, **{"fetch.resolve_overrides": routes})
+        write_links(tmp_path / "checked", urls)
+        fetch.run(load(DEMO_CONFIG, sets), str(tmp_path / "checked"), [])
+        write_links(tmp_path / "unchecked", urls)
+        unchecked = sets + ["fetch.verify_tls=false"]
+        fetch.run(load(DEMO_CONFIG, unchecked), str(tmp_path / "unchecked"), [])
+    checked = {r["url"]: r for r in read_log(tmp_path / "checked")}
+    assert (checked[urls[0]]["outcome"], checked[urls[0]]["error_class"]) == (
+        "tls_error",
+        "robots.txt:self_signed",
+    )
+    assert checked[urls[0]]["tls_verified"] is True
+    assert checked[urls[1]]["tls_verified"] is None  # plain HTTP: nothing to verify
+    relaxed = {r["url"]: r for r in read_log(tmp_path / "unchecked")}
+    assert relaxed[urls[0]]["outcome"] == "ok" and relaxed[urls[0]]["tls_verified"] is False
+    assert relaxed[urls[1]]["outcome"] == "ok" and relaxed[urls[1]]["tls_verified"] is None
+
+
 def test_a_stage_without_links_says_what_to_run(tmp_path):
     from pipeline.dataroot import StageError
 

@@ -101,6 +101,7 @@ class Crawler:
         *,
         seed: int = 0,
         address_policy: AddressPolicy | None = None,
+        ca_file: str | None = None,
     ):
         self.config = config
         self.links_config = links_config
@@ -108,7 +109,7 @@ class Crawler:
         self._rng_lock = threading.Lock()
         self._clock = time.monotonic
         policy = address_policy or AddressPolicy(config.allow_private_networks)
-        self._transport = Transport(config, policy)
+        self._transport = Transport(config, policy, ca_file)
         self._archive_sources = archive.parse_sources(config.archive_fallback)
         self._scheduler: HostScheduler[_Job] = HostScheduler(
             config.max_per_host, config.min_host_delay_s
@@ -413,6 +414,7 @@ class Crawler:
             attempts=job.total_attempts,
             fetched_at=time.time(),
             source=source,
+            tls_verified=self._tls_verified(job),
             exchanges=list(job.exchanges),
         )
 
@@ -428,7 +430,13 @@ class Crawler:
             attempts=job.total_attempts,
             fetched_at=time.time(),
             source="live",
+            tls_verified=self._tls_verified(job),
         )
+
+    def _tls_verified(self, job: _Job) -> bool | None:
+        if any(u.lower().startswith("https:") for u in [job.task.url, *job.hops]):
+            return self.config.verify_tls
+        return None
 
     # -- robots.txt ----------------------------------------------------------------------------
 

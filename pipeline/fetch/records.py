@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 class FetchTask:
     url: str  # what is requested first
     normalized_url: str  # the link's key, carried through to the fetch log
+    retry_round: int = 0  # n: the n-th rerun with fetch.retry_failed that tries it again
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FetchResult:
     attempts: int = 0
     fetched_at: float = 0.0  # epoch seconds
     source: str = "live"
+    tls_verified: bool | None = None  # None: no hop over HTTPS; False: certificates unchecked
     exchanges: list[Exchange] = field(default_factory=list)  # only for outcome "ok"
 
     @property

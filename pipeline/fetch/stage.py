@@ -86,6 +86,8 @@ def fetch_row(
         "warc_length": length,
         "fetched_at": datetime.fromtimestamp(int(result.fetched_at), UTC),
         "source": result.source,
+        "tls_verified": result.tls_verified,
+        "retry_round": result.task.retry_round,
     }
 
 
