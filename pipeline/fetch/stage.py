@@ -11,10 +11,12 @@ name and renamed when complete, the WARC first. A part is the unit of progress:
     fetch/parts/<batch>-<seq>-<attempt>.parquet    their log rows (the commit marker)
     fetch/log-SSSSS-of-NNNNN.parquet               every row of every part, one per URL
 
-A rerun reads the parts already there and skips their URLs, so a killed run loses only what
-was in flight: a WARC whose log part never appeared is an orphan and is deleted, and its
-URLs are fetched again. The consolidated log is rebuilt from all parts at the end of each
-run (keeping one row per normalized_url), so it never holds a URL twice.
+A rerun reads the parts already there and skips their URLs (`rerun.link_to_fetch`: with
+`fetch.retry_failed` it fetches the transient failures again), so a killed run loses only
+what was in flight: a WARC whose log part never appeared is an orphan and is deleted, and
+its URLs are fetched again. The consolidated log is rebuilt from all parts at the end of
+each run (keeping one row per normalized_url, `rerun.best_row`), so it never holds a URL
+twice.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pipeline.config import Config
 from pipeline.fetch import archive
 from pipeline.fetch.crawler import Crawler
 from pipeline.fetch.records import FetchResult, FetchTask
+from pipeline.fetch.rerun import as_current, best_row, link_to_fetch
 from pipeline.warc import WarcFile
 
 log = logging.getLogger("webtext")
@@ -101,11 +104,6 @@ def batch_of(host: str, num_batches: int) -> int:
     return xxhash.xxh64_intdigest(host.encode()) % max(num_batches, 1)
 
 
-def best_row(rows: Iterable[dict]) -> dict:
-    """The row kept when a URL was logged twice (a retried bundle): a stored page first."""
-    return min(rows, key=lambda r: (r["outcome"] != "ok", str(r["warc_file"] or ""), r["url"]))
-
-
 def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
@@ -162,7 +160,10 @@ class PartWriter:
 
 def crawl_batch(config: Config, fetch_dir: str, links: list[dict], seed: int = 0) -> Iterator[dict]:
     """Fetch a batch of links, writing parts as they fill; yields each committed row."""
-    tasks = [FetchTask(fetch_url(link), link["normalized_url"]) for link in links]
+    tasks = [
+        FetchTask(fetch_url(link), link["normalized_url"], link.get("retry_round", 0))
+        for link in links
+    ]
     batch = batch_name(t.normalized_url for t in tasks)
     warcinfo = {
         "operator": "webtext",
@@ -187,10 +188,14 @@ def crawl_batch(config: Config, fetch_dir: str, links: list[dict], seed: int = 0
 # --- Beam wiring --------------------------------------------------------------------------------
 
 
-def _links_to_fetch(item: tuple[str, dict]) -> Iterator[dict]:
+def _links_to_fetch(item: tuple[str, dict], retry_failed: bool) -> Iterator[dict]:
     _, grouped = item
-    if not grouped["done"]:
-        yield from grouped["link"][:1]
+    for link in grouped["link"][:1]:
+        todo = link_to_fetch(link, list(grouped["done"]), retry_failed)
+        if todo is not None:
+            if todo["retry_round"] > 0:
+                beamio.counter(STAGE, "retried").inc()
+            yield todo
 
 
 def _assign_batch(item: tuple[str, list[dict]], num_hosts: int, hosts_per_batch: int):
@@ -243,14 +248,15 @@ def build_pipeline(
         pipeline
         | "ListLogParts" >> beam.Create(part_paths)
         | "ReadLogParts" >> ReadAllFromParquet()
+        | "UpgradeRows" >> beam.Map(as_current)
     )
     todo = (
         {
             "link": links | "KeyLinks" >> beam.Map(lambda r: (r["normalized_url"], r)),
-            "done": done | "KeyDone" >> beam.Map(lambda r: (r["normalized_url"], 1)),
+            "done": done | "KeyDone" >> beam.Map(lambda r: (r["normalized_url"], r)),
         }
         | "JoinFetched" >> beam.CoGroupByKey()
-        | "SkipFetched" >> beam.FlatMap(_links_to_fetch)
+        | "SkipFetched" >> beam.FlatMap(_links_to_fetch, retry_failed=config.fetch.retry_failed)
     )
     by_host = (
         todo
