@@ -40,7 +40,7 @@ from pipeline.content import (
     mime_of,
 )
 from pipeline.fetch import archive
-from pipeline.fetch.records import Exchange, FetchResult, FetchTask, Page, StepFailure
+from pipeline.fetch.records import DEFERRED, Exchange, FetchResult, FetchTask, Page, StepFailure
 from pipeline.fetch.robots import HostRobots, fetch_rules, robots_url
 from pipeline.fetch.scheduler import HostScheduler
 from pipeline.fetch.transport import (
@@ -161,6 +161,9 @@ class Crawler:
 
     def _enqueue(self, job: _Job) -> None:
         """Put a job on its host's queue (lock held); robots.txt first for a new host."""
+        if job.task.over_budget and job.kind is _Kind.PAGE:
+            self._defer(job)
+            return
         key = _host_key(job.url)
         if job.kind is _Kind.PAGE and self.config.respect_robots:
             robots = self._robots.setdefault(key, HostRobots())
@@ -186,6 +189,14 @@ class Crawler:
         self._results.put(result)
         if self._outstanding <= 0:
             self._scheduler.stop()
+
+    def _defer(self, job: _Job) -> None:
+        """A link past its host's budget: from the archive, else deferred (lock held)."""
+        deferred = self._failed_result(job, StepFailure(DEFERRED, "over_budget"))
+        if self.config.over_budget == "archive" and self._archive_sources:
+            self._start_archive(job, deferred)
+        else:
+            self._finish(deferred)
 
     def _finish_failed(self, job: _Job, failure: StepFailure) -> None:
         result = self._failed_result(job, failure)

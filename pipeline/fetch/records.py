@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFERRED = "deferred"  # the outcome of a link left to a later run by its host's budget
+
 
 @dataclass(frozen=True)
 class FetchTask:
     url: str  # what is requested first
     normalized_url: str  # the link's key, carried through to the fetch log
     retry_round: int = 0  # n: the n-th rerun with fetch.retry_failed that tries it again
+    over_budget: bool = False  # past its host's time budget: archive or defer, never live
 
 
 @dataclass

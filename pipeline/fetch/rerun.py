@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pipeline.fetch.records import DEFERRED
+
 # Outcomes that may go another way on another day; the rest (404/410, robots, blocked
 # addresses, TLS errors, wrong type, ...) are permanent and never retried.
 TRANSIENT_OUTCOMES = {"timeout", "connection_error", "http_5xx"}
-DEFERRED = "deferred"  # a host budget left the link for a later run: not done
 
 
 def best_row(rows: Iterable[dict]) -> dict:

@@ -1,6 +1,9 @@
 """The fetch stage: links -> raw responses in WARC files + a fetch log (schemas.FETCH).
 
-    ReadLinks -> SkipFetched -> GroupByHost -> AssignBatches -> Crawl -> OnePerUrl -> WriteLog
+    ReadLinks -> SkipFetched -> GroupByHost -> ApplyBudget -> AssignBatches -> Crawl
+        -> OnePerUrl -> WriteLog
+    GroupByHost -> PlanHosts -> CombinePlan -> WritePlan (fetch/_plan.json; AssignBatches
+        waits for it, so the plan is written and logged before the crawl starts)
 
 Links are grouped by host, and hosts into batches of about `hosts_per_batch`, so all of a
 host's URLs meet one politeness gate in one `Crawler`. The Crawl step writes its results as
@@ -39,8 +42,8 @@ from apache_beam.io.parquetio import ReadAllFromParquet
 
 import schemas
 from pipeline import beamio, dataroot
-from pipeline.config import Config
-from pipeline.fetch import archive
+from pipeline.config import Config, FetchConfig
+from pipeline.fetch import archive, plan
 from pipeline.fetch.crawler import Crawler
 from pipeline.fetch.records import FetchResult, FetchTask
 from pipeline.fetch.rerun import as_current, best_row, link_to_fetch
@@ -50,6 +53,7 @@ log = logging.getLogger("webtext")
 
 STAGE = "fetch"
 WARC_DIR, PARTS_DIR, LOG_PREFIX = "warc", "parts", "log"
+PLAN_FILE = "_plan.json"
 # A part is also committed after this many log rows, so dead-link batches make progress too.
 PART_MAX_ROWS = 1000
 
@@ -161,7 +165,12 @@ class PartWriter:
 def crawl_batch(config: Config, fetch_dir: str, links: list[dict], seed: int = 0) -> Iterator[dict]:
     """Fetch a batch of links, writing parts as they fill; yields each committed row."""
     tasks = [
-        FetchTask(fetch_url(link), link["normalized_url"], link.get("retry_round", 0))
+        FetchTask(
+            fetch_url(link),
+            link["normalized_url"],
+            link.get("retry_round", 0),
+            link.get("over_budget", False),
+        )
         for link in links
     ]
     batch = batch_name(t.normalized_url for t in tasks)
@@ -198,9 +207,51 @@ def _links_to_fetch(item: tuple[str, dict], retry_failed: bool) -> Iterator[dict
             yield todo
 
 
-def _assign_batch(item: tuple[str, list[dict]], num_hosts: int, hosts_per_batch: int):
+def _plan_host(item: tuple[str, Iterable[dict]], config: FetchConfig) -> dict:
     host, links = item
-    num_batches = -(-num_hosts // max(hosts_per_batch, 1))
+    return plan.host_plan(host, sum(1 for _ in links), config)
+
+
+def _apply_budget(item: tuple[str, Iterable[dict]], config: FetchConfig):
+    """A host's links, those past its time budget marked `over_budget`."""
+    host, links = item
+    live, over = plan.split_by_budget(list(links), config)
+    if over:
+        to_archive = config.over_budget == "archive" and bool(config.archive_fallback)
+        beamio.counter(STAGE, "budget_to_archive" if to_archive else "budget_deferred").inc(
+            len(over)
+        )
+    return host, live + [{**link, "over_budget": True} for link in over]
+
+
+class CombinePlan(beam.CombineFn):
+    """Host plans -> the crawl plan (`plan.make_plan`)."""
+
+    def __init__(self, config: FetchConfig):
+        self.config = config
+
+    def create_accumulator(self) -> dict:
+        return plan.new_totals()
+
+    def add_input(self, totals: dict, host: dict) -> dict:
+        return plan.add_host(totals, host)
+
+    def merge_accumulators(self, many: Iterable[dict]) -> dict:
+        return plan.merge_totals(many)
+
+    def extract_output(self, totals: dict) -> dict:
+        return plan.make_plan(totals, self.config)
+
+
+def _write_plan(crawl_plan: dict, fetch_dir: str) -> dict:
+    dataroot.write_json(dataroot.join(fetch_dir, PLAN_FILE), crawl_plan)
+    log.info("%s", plan.format_plan(crawl_plan))
+    return crawl_plan
+
+
+def _assign_batch(item: tuple[str, list[dict]], crawl_plan: dict, hosts_per_batch: int):
+    host, links = item
+    num_batches = -(-crawl_plan["hosts"] // max(hosts_per_batch, 1))
     return batch_of(host, num_batches), list(links)
 
 
@@ -242,7 +293,7 @@ def build_pipeline(
     links = (
         pipeline
         | "ListLinkShards" >> beam.Create(link_paths)
-        | "ReadLinks" >> ReadAllFromParquet(columns=["normalized_url", "host", "urls"])
+        | "ReadLinks" >> ReadAllFromParquet(columns=["normalized_url", "host", "urls", "karma"])
     )
     done = (
         pipeline
@@ -263,13 +314,19 @@ def build_pipeline(
         | "KeyByHost" >> beam.Map(lambda r: (r["host"], r))
         | "GroupByHost" >> beam.GroupByKey()
     )
-    num_hosts = by_host | "CountHosts" >> beam.combiners.Count.Globally()
+    crawl_plan = (
+        by_host
+        | "PlanHosts" >> beam.Map(_plan_host, config=config.fetch)
+        | "CombinePlan" >> beam.CombineGlobally(CombinePlan(config.fetch))
+        | "WritePlan" >> beam.Map(_write_plan, fetch_dir=fetch_dir)
+    )
     new_rows = (
         by_host
+        | "ApplyBudget" >> beam.Map(_apply_budget, config=config.fetch)
         | "AssignBatches"
         >> beam.Map(
             _assign_batch,
-            num_hosts=beam.pvalue.AsSingleton(num_hosts),
+            crawl_plan=beam.pvalue.AsSingleton(crawl_plan),
             hosts_per_batch=config.fetch.hosts_per_batch,
         )
         | "GroupBatches" >> beam.GroupByKey()
@@ -294,6 +351,18 @@ def _check_config(config: Config) -> None:
     if config.fetch.oversize not in ("truncate", "drop"):
         raise dataroot.StageError(
             f'[fetch] oversize is {config.fetch.oversize!r}; use "truncate" or "drop"'
+        )
+    if config.fetch.over_budget not in ("archive", "defer"):
+        raise dataroot.StageError(
+            f'[fetch] over_budget is {config.fetch.over_budget!r}; use "archive" or "defer"'
+        )
+    if (
+        config.fetch.max_host_seconds > 0
+        and config.fetch.over_budget == "archive"
+        and not config.fetch.archive_fallback
+    ):
+        raise dataroot.StageError(
+            '[fetch] over_budget = "archive" needs an archive_fallback; set one, or use "defer"'
         )
     for host, address in config.fetch.resolve_overrides.items():
         if not address.rpartition(":")[2].isdigit():
@@ -349,7 +418,9 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
     run_counters = {k: v for k, v in counters.items() if not k.startswith("total_")}
     totals = {k[len("total_") :]: v for k, v in counters.items() if k.startswith("total_")}
     logged = sum(totals.values())
+    plan_path = dataroot.join(fetch_dir, PLAN_FILE)
     summary = {
+        "plan": dataroot.read_json(plan_path) if dataroot.exists(plan_path) else None,
         "counters": run_counters,
         "totals": totals,
         "cleanup": cleaned,
