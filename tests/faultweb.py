@@ -205,16 +205,18 @@ class ArchiveEmulation:
         self.web = web
         self.cdx: dict[str, list[dict]] = {}
         self.warc = io.BytesIO()
-        self.snapshots: dict[str, tuple[str, bytes]] = {}
+        self.snapshots: dict[str, tuple[str, bytes | None]] = {}  # url -> (timestamp, html)
+        self.redirects: dict[str, tuple[int, str]] = {}  # url -> (status, target)
         web.route(self.INDEX_HOST, self.INDEX_PATH, self._index)
         web.route(self.DATA_HOST, "*", self._data)
         web.route(self.WAYBACK_HOST, "*", self._wayback)
 
-    def endpoints(self) -> dict[str, str]:
+    @classmethod
+    def endpoints(cls) -> dict[str, str]:
         return {
-            "commoncrawl_index": f"http://{self.INDEX_HOST}{self.INDEX_PATH}",
-            "commoncrawl_data": f"http://{self.DATA_HOST}/",
-            "wayback_endpoint": f"http://{self.WAYBACK_HOST}",
+            "commoncrawl_index": f"http://{cls.INDEX_HOST}{cls.INDEX_PATH}",
+            "commoncrawl_data": f"http://{cls.DATA_HOST}/",
+            "wayback_endpoint": f"http://{cls.WAYBACK_HOST}",
         }
 
     def add_commoncrawl(self, url: str, html: bytes, status: int = 200) -> None:
@@ -248,6 +250,13 @@ class ArchiveEmulation:
 
     def add_wayback(self, url: str, html: bytes, timestamp: str = "20170615000000") -> None:
         self.snapshots[url] = (timestamp, html)
+
+    def add_wayback_redirect(
+        self, url: str, target: str, timestamp: str = "20160101000000", status: int = 301
+    ) -> None:
+        """A snapshot of a redirect: replayed as the 3xx, its Location the target's replay."""
+        self.snapshots[url] = (timestamp, None)
+        self.redirects[url] = (status, target)
 
     async def _index(self, request: Request, writer: Writer) -> bool:
         url = request.query.get("url", [""])[0]
@@ -285,7 +294,7 @@ class ArchiveEmulation:
             snap = self.snapshots.get(url)
             closest = (
                 {
-                    "status": "200",
+                    "status": str(self.redirects.get(url, (200,))[0]),
                     "available": True,
                     "url": f"http://web.archive.org/web/{snap[0]}/{url}",
                     "timestamp": snap[0],
@@ -301,6 +310,11 @@ class ArchiveEmulation:
         if path.startswith("/web/"):
             stamp, _, url = request.path[len("/web/") :].partition("/")
             snap = self.snapshots.get(unquote(url))
+            if snap and stamp == snap[0] + "id_" and unquote(url) in self.redirects:
+                status, target = self.redirects[unquote(url)]
+                when = self.snapshots.get(target, snap)[0]  # the target's closest capture
+                location = f"http://{self.WAYBACK_HOST}/web/{when}id_/{target}"
+                return await as_handler(redirect(location, status))(request, writer)
             if snap and stamp == snap[0] + "id_":
                 headers = [("Content-Type", HTML), ("X-Archive-Orig-Server", "old")]
                 return await as_handler(Reply(200, snap[1], headers))(request, writer)
@@ -501,8 +515,13 @@ def main() -> None:
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--page-bytes", type=int, default=8000)
+    parser.add_argument("--commoncrawl-urls", help="a file of URLs the Common Crawl stub holds")
     args = parser.parse_args()
     web = bench_web(args.latency, args.page_bytes)
+    if args.commoncrawl_urls:
+        archive = ArchiveEmulation(web)
+        for url in Path(args.commoncrawl_urls).read_text().split():
+            archive.add_commoncrawl(url, bench_page(url, "", args.page_bytes))
 
     async def run() -> None:
         await web.serve()

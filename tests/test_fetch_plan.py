@@ -14,6 +14,8 @@ import schemas
 from pipeline.config import load
 from pipeline.fetch import plan
 from pipeline.fetch import stage as fetch
+from pipeline.fetch.crawler import Crawler
+from pipeline.fetch.records import FetchTask
 from tests.conftest import DEMO_CONFIG
 from tests.faultweb import ArchiveEmulation, FaultWeb
 from tests.test_fetch_stage import PAGE, overrides, read_log
@@ -142,3 +144,17 @@ def test_deferred_links_wait_for_the_next_run_which_takes_the_next_slice(tmp_pat
     assert second["totals"] == {"ok": 32, "deferred": 10}
     assert hits == [1] * 20 + [0] * 10  # each link live at most once, in karma order
     assert len(read_log(tmp_path)) == sum(SKEW.values())
+
+
+def test_a_crawler_defers_more_links_than_its_result_queue_holds_without_waiting():
+    config = dataclasses.replace(POLITE, concurrency=4, over_budget="defer")
+    tasks = [
+        FetchTask(f"http://big.test/{i}", f"https://big.test/{i}", 0, True) for i in range(500)
+    ]
+    crawler = Crawler(config, load(DEMO_CONFIG).links)
+    try:
+        results = list(crawler.crawl(tasks))
+    finally:
+        crawler.close()
+    assert len(results) == 500
+    assert {(r.outcome, r.error_class) for r in results} == {("deferred", "over_budget")}
