@@ -7,7 +7,8 @@ Links are spread over hosts by Zipf's law (host of rank r gets a share proportio
 holds 10% of the links: 100,300 of 1,000,000.
 
 1. The plan for `--plan-links` links under configs/webtext.toml's politeness (1 request a
-   second per host) and its budget: the critical path with and without it.
+   second per host) and its budget: the critical path with and without it, and the time
+   the archive's index would need for the links over budget.
 2. Three crawls of `--links` links with the same shape against a loopback web (its own
    process, `--latency` per response, robots.txt per host), politeness scaled down to
    `--delay` seconds between two requests to a host so that the run takes minutes: no
@@ -116,7 +117,10 @@ def main() -> None:
     full = zipf_counts(args.plan_links, args.hosts, args.exponent)
     print(f"plan: {args.plan_links:,} links over {len(full):,} hosts (Zipf s={args.exponent}, "
           f"{args.hosts:,} ranks); biggest host {full[0]:,} links; configs/webtext.toml politeness")  # fmt: skip
-    print(plan.format_plan(make_plan(full, webtext.fetch)))
+    # With the tail sent to the archive, so that the plan also shows the index's share.
+    print(
+        plan.format_plan(make_plan(full, dataclasses.replace(webtext.fetch, over_budget="archive")))
+    )
 
     counts = zipf_counts(args.links, args.hosts, args.exponent)
     links = host_links(counts)

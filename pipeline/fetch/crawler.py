@@ -12,7 +12,8 @@ crawler runs the steps: a page hop (redirects followed one step at a time, retri
 backoff), robots.txt (`robots`), the archive fallback (`archive`), all through one
 `transport.Transport` that connects only to checked addresses. A watchdog shuts the socket of
 any request past its URL's total deadline, so a server that trickles a byte a second is
-cut off even while a read is blocked.
+cut off even while a read is blocked. A task past its host's time budget (`plan`) is never
+requested live: it goes to the archive fallback, or is yielded at once as `deferred`.
 """
 
 from __future__ import annotations
