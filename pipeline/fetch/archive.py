@@ -33,7 +33,6 @@ from pipeline import content
 from pipeline.config import FetchConfig
 from pipeline.fetch.records import Exchange, FetchResult, Page, StepFailure
 from pipeline.fetch.transport import (
-    REDIRECT_STATUS,
     RequestContext,
     Transport,
     drain,
@@ -168,10 +167,10 @@ def _pick_wayback(answer: bytes, config: FetchConfig, url: str) -> Capture | Non
         closest = json.loads(answer)["archived_snapshots"]["closest"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return None
-    status = str(closest.get("status")) if closest else ""
-    if not closest or not closest.get("available") or not status.isdigit():
+    if not closest or not closest.get("available"):
         return None
-    if int(status) != 200 and int(status) not in REDIRECT_STATUS:
+    status = str(closest.get("status"))
+    if status != "200" and not re.fullmatch(r"3\d\d", status):  # a page, or a redirect
         return None
     timestamp = str(closest.get("timestamp", ""))
     if not timestamp.isdigit():
@@ -233,7 +232,7 @@ def fetch_capture(
     redirect, the capture of its target."""
     capture = fallback.capture
     response, _ = transport.open(capture.fetch_url, ctx, capture.request_headers)
-    if fallback.source == "wayback" and response.status_code in REDIRECT_STATUS:
+    if fallback.source == "wayback" and response.is_redirect:
         location = response.headers.get("Location", "")
         let_go(response, drain(response))
         target = redirect_capture(config, capture, location)
