@@ -38,7 +38,10 @@ from pipeline.fetch.stage import PartWriter
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_web(latency: float, page_bytes: int) -> tuple[subprocess.Popen, int]:
+def start_web(
+    latency: float, page_bytes: int, extra_args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, int]:
+    """The benchmark web (tests/faultweb.py) in a process of its own; returns it and its port."""
     port_file = Path(tempfile.mkdtemp()) / "port"
     proc = subprocess.Popen(
         [
@@ -52,6 +55,7 @@ def start_web(latency: float, page_bytes: int) -> tuple[subprocess.Popen, int]:
             str(latency),
             "--page-bytes",
             str(page_bytes),
+            *extra_args,
         ],  # fmt: skip
         cwd=REPO,
     )

@@ -77,13 +77,19 @@ class FetchConfig:
     backoff_base_s: float
     max_retry_after_s: float  # a longer Retry-After is recorded as a failure
     allow_private_networks: bool  # off: loopback, private, link-local, reserved IPs are refused
-    resolve_overrides: dict[str, str]  # host (or "*") -> "ip:port"; for tests and the demo only
+    verify_tls: bool  # off: HTTPS certificates are not checked, and each log row says so
+    # host, "host:port", "*:port" or "*" -> "ip:port"; for tests and the demo only
+    resolve_overrides: dict[str, str]
     archive_fallback: str  # "" (off), "commoncrawl", "wayback", or "commoncrawl,wayback" (in order)
     commoncrawl_index: str  # CDX API endpoint of one Common Crawl index
     commoncrawl_data: str  # base URL that WARC filenames are relative to
     wayback_endpoint: str
     warc_max_bytes: int  # roll over to a new WARC file past this size
     hosts_per_batch: int  # Beam groups links by host into batches of about this many hosts
+    retry_failed: bool  # a rerun tries again the links whose last outcome was transient
+    plan_response_s: float  # seconds one response is assumed to take, for the crawl plan
+    max_host_seconds: float  # per-host time budget of one run (0: none); see over_budget
+    over_budget: str  # a host's links past its budget: "archive" (then deferred) or "defer"
 
 
 @dataclass(frozen=True)

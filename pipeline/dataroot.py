@@ -28,8 +28,13 @@ STAGE_INPUTS = {
     # A run keeps its own config in its checkpoints; runs/<run_name>/ separates runs.
     "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
 }
-# Keys that change how a run reaches its data, not what it produces: never compared.
-TRANSPORT_KEYS = {("fetch", "resolve_overrides"), ("fetch", "concurrency")}
+# Keys that change how a run reaches its data, or which failures a rerun tries again, not
+# what it produces from a page: never compared.
+TRANSPORT_KEYS = {
+    ("fetch", "resolve_overrides"),
+    ("fetch", "concurrency"),
+    ("fetch", "retry_failed"),
+}
 STAGE_DIRS = {
     "links": "links",
     "fetch": "fetch",

@@ -73,7 +73,7 @@ LINK = _schema(
 
 FETCH = _schema(
     "fetch",
-    1,
+    2,
     [
         pa.field("url", pa.string(), nullable=False),  # the URL requested first
         pa.field("normalized_url", pa.string(), nullable=False),
@@ -94,6 +94,10 @@ FETCH = _schema(
         # ms, not s: Parquet has no seconds unit, so a file written by Beam reads back as ms.
         pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),
         pa.field("source", pa.string()),  # "live", "commoncrawl" or "wayback"
+        # v2: null when no hop was HTTPS; false when fetch.verify_tls was off for the page
+        pa.field("tls_verified", pa.bool_()),
+        # v2: 0 for a link's first fetch; n for its n-th rerun with fetch.retry_failed
+        pa.field("retry_round", pa.int32()),
     ],
 )
 

@@ -12,6 +12,10 @@ Machine's availability API with its raw replay.
         web.route("slow.test", "/", trickle(b"<html>" * 100, interval=0.2))
         config = replace(fetch_config, resolve_overrides={"*": web.address()})
 
+With `tls=True` every bind address also serves HTTPS (`web.address(tls=True)`), with a
+certificate per SNI name from a local CA (tests/faultweb_tls.py); `listen_raw` serves one
+raw TCP handler on a port of its own, for faults below HTTP.
+
 Only 127.0.0.0/8 addresses are bound. Run alone it serves a generated web for the
 benchmark in its own process: `python -m tests.faultweb bench --port-file F`.
 """
@@ -32,6 +36,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.faultweb_tls import TlsCertificates
 
 REASONS = {
     200: "OK",
@@ -199,16 +205,18 @@ class ArchiveEmulation:
         self.web = web
         self.cdx: dict[str, list[dict]] = {}
         self.warc = io.BytesIO()
-        self.snapshots: dict[str, tuple[str, bytes]] = {}
+        self.snapshots: dict[str, tuple[str, bytes | None]] = {}  # url -> (timestamp, html)
+        self.redirects: dict[str, tuple[int, str]] = {}  # url -> (status, target)
         web.route(self.INDEX_HOST, self.INDEX_PATH, self._index)
         web.route(self.DATA_HOST, "*", self._data)
         web.route(self.WAYBACK_HOST, "*", self._wayback)
 
-    def endpoints(self) -> dict[str, str]:
+    @classmethod
+    def endpoints(cls) -> dict[str, str]:
         return {
-            "commoncrawl_index": f"http://{self.INDEX_HOST}{self.INDEX_PATH}",
-            "commoncrawl_data": f"http://{self.DATA_HOST}/",
-            "wayback_endpoint": f"http://{self.WAYBACK_HOST}",
+            "commoncrawl_index": f"http://{cls.INDEX_HOST}{cls.INDEX_PATH}",
+            "commoncrawl_data": f"http://{cls.DATA_HOST}/",
+            "wayback_endpoint": f"http://{cls.WAYBACK_HOST}",
         }
 
     def add_commoncrawl(self, url: str, html: bytes, status: int = 200) -> None:
@@ -242,6 +250,13 @@ class ArchiveEmulation:
 
     def add_wayback(self, url: str, html: bytes, timestamp: str = "20170615000000") -> None:
         self.snapshots[url] = (timestamp, html)
+
+    def add_wayback_redirect(
+        self, url: str, target: str, timestamp: str = "20160101000000", status: int = 301
+    ) -> None:
+        """A snapshot of a redirect: replayed as the 3xx, its Location the target's replay."""
+        self.snapshots[url] = (timestamp, None)
+        self.redirects[url] = (status, target)
 
     async def _index(self, request: Request, writer: Writer) -> bool:
         url = request.query.get("url", [""])[0]
@@ -279,7 +294,7 @@ class ArchiveEmulation:
             snap = self.snapshots.get(url)
             closest = (
                 {
-                    "status": "200",
+                    "status": str(self.redirects.get(url, (200,))[0]),
                     "available": True,
                     "url": f"http://web.archive.org/web/{snap[0]}/{url}",
                     "timestamp": snap[0],
@@ -295,6 +310,11 @@ class ArchiveEmulation:
         if path.startswith("/web/"):
             stamp, _, url = request.path[len("/web/") :].partition("/")
             snap = self.snapshots.get(unquote(url))
+            if snap and stamp == snap[0] + "id_" and unquote(url) in self.redirects:
+                status, target = self.redirects[unquote(url)]
+                when = self.snapshots.get(target, snap)[0]  # the target's closest capture
+                location = f"http://{self.WAYBACK_HOST}/web/{when}id_/{target}"
+                return await as_handler(redirect(location, status))(request, writer)
             if snap and stamp == snap[0] + "id_":
                 headers = [("Content-Type", HTML), ("X-Archive-Orig-Server", "old")]
                 return await as_handler(Reply(200, snap[1], headers))(request, writer)
@@ -307,8 +327,10 @@ class ArchiveEmulation:
 class FaultWeb:
     """The loopback server; a context manager that runs it on a background thread."""
 
-    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",)):
+    def __init__(self, hosts: tuple[str, ...] = ("127.0.0.1",), tls: bool = False):
         self.bind_hosts = hosts
+        self.tls = TlsCertificates() if tls else None
+        self.tls_ports: dict[str, int] = {}
         self.routes: dict[tuple[str, str], Handler] = {}
         self.fallback: Handler | None = None
         self.hits: Counter = Counter()  # (host, path) -> requests
@@ -334,8 +356,23 @@ class FaultWeb:
         with self._lock:
             return self.hits[(host, path)]
 
-    def address(self, ip: str = "127.0.0.1") -> str:
-        return f"{ip}:{self.ports[ip]}"
+    def address(self, ip: str = "127.0.0.1", tls: bool = False) -> str:
+        return f"{ip}:{(self.tls_ports if tls else self.ports)[ip]}"
+
+    def certificate(self, host: str, kind: str) -> None:
+        """Serve `host` a certificate of this kind (see tests/faultweb_tls.py)."""
+        self.tls.kinds[host] = kind
+
+    def listen_raw(self, handler: Callable[[asyncio.StreamReader, Writer], Awaitable[None]]) -> str:
+        """Serve `handler` on a new 127.0.0.1 port; returns its "ip:port"."""
+
+        async def open_server() -> int:
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            self._servers.append(server)
+            return server.sockets[0].getsockname()[1]
+
+        port = asyncio.run_coroutine_threadsafe(open_server(), self._loop).result(10)
+        return f"127.0.0.1:{port}"
 
     # lifecycle
     def __enter__(self) -> FaultWeb:
@@ -367,6 +404,8 @@ class FaultWeb:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if self.tls is not None:
+            self.tls.close()
 
     def _run(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
@@ -381,6 +420,12 @@ class FaultWeb:
             server = await asyncio.start_server(self._connection, host, 0, backlog=1024)
             self.ports[host] = server.sockets[0].getsockname()[1]
             self._servers.append(server)
+            if self.tls is not None:
+                server = await asyncio.start_server(
+                    self._connection, host, 0, backlog=1024, ssl=self.tls.default_context
+                )
+                self.tls_ports[host] = server.sockets[0].getsockname()[1]
+                self._servers.append(server)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         with self._lock:
@@ -470,8 +515,13 @@ def main() -> None:
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--page-bytes", type=int, default=8000)
+    parser.add_argument("--commoncrawl-urls", help="a file of URLs the Common Crawl stub holds")
     args = parser.parse_args()
     web = bench_web(args.latency, args.page_bytes)
+    if args.commoncrawl_urls:
+        archive = ArchiveEmulation(web)
+        for url in Path(args.commoncrawl_urls).read_text().split():
+            archive.add_commoncrawl(url, bench_page(url, "", args.page_bytes))
 
     async def run() -> None:
         await web.serve()

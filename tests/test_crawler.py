@@ -343,6 +343,31 @@ def test_archive_fallback_tries_wayback_second_and_keeps_the_live_failure_on_a_m
     assert (never.outcome, never.source) == ("connection_error", "live")
 
 
+def test_an_archived_redirect_is_followed_to_its_archived_target_with_the_live_checks(web):
+    archive = ArchiveEmulation(web)
+    web.route("dead.test", "*", Reply(404, b"gone"))
+    archive.add_wayback_redirect("http://dead.test/old", "http://dead.test/moved")
+    archive.add_wayback("http://dead.test/moved", PAGE.encode())
+    archive.add_wayback_redirect("http://dead.test/wiki", "https://en.wikipedia.org/wiki/X")
+    archive.add_wayback_redirect("http://dead.test/a", "http://dead.test/b")
+    archive.add_wayback_redirect("http://dead.test/b", "http://dead.test/a")
+    config = fetch_config(web, archive_fallback="wayback", **archive.endpoints())
+    urls = ["http://dead.test/old", "http://dead.test/wiki", "http://dead.test/a"]
+    results = crawl(config, urls)
+    moved = results["http://dead.test/old"]
+    assert (moved.outcome, moved.source, moved.error_class) == ("ok", "wayback", "live:http_4xx")
+    assert moved.redirects == ["http://dead.test/moved"]
+    assert moved.final_url == "http://dead.test/moved"
+    assert moved.exchanges[-1].body == PAGE.encode()
+    assert moved.exchanges[-1].url == "http://dead.test/moved"
+    for url in urls[1:]:  # a filtered target, a loop: the archive missed, the live failure stays
+        assert (results[url].outcome, results[url].source) == ("http_4xx", "live")
+    assert (
+        web.hits_for(ArchiveEmulation.WAYBACK_HOST, "/web/20160101000000id_/http://dead.test/a")
+        == 1
+    )
+
+
 # --- politeness and reuse -----------------------------------------------------------------------
 
 

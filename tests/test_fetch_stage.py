@@ -63,6 +63,25 @@ def read_log(data_root: Path) -> list[dict]:
     return table.to_pylist()
 
 
+def kill_after_parts(data_root: Path, sets: list[str], parts: int) -> None:
+    """Run the fetch stage in a process of its own and SIGKILL its process group once
+    `parts` log parts are committed."""
+    command = [sys.executable, "-m", "pipeline.fetch.stage", "--config", str(DEMO_CONFIG),
+               "--data-root", str(data_root), "-q"]  # fmt: skip
+    for s in sets:
+        command += ["--set", s]
+    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    parts_dir = data_root / "fetch" / "parts"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(parts_dir.glob("*.parquet"))) < parts:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.2)  # let the server finish reading what the killed process had sent
+
+
 def test_stage_writes_warc_files_and_a_fetch_log(tmp_path):
     with FaultWeb() as web:
         for host in ("a.test", "b.test", "c.test"):
@@ -129,20 +148,8 @@ def test_killing_a_run_loses_only_what_was_in_flight_and_duplicates_nothing(tmp_
         write_links(tmp_path, urls)
         sets = overrides(web, **{"fetch.warc_max_bytes": "1", "fetch.max_per_host": "1",
                                  "fetch.respect_robots": "false"})  # fmt: skip
-        command = [sys.executable, "-m", "pipeline.fetch.stage", "--config", str(DEMO_CONFIG),
-                   "--data-root", str(tmp_path), "-q"]  # fmt: skip
-        for s in sets:
-            command += ["--set", s]
-        proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         parts_dir = tmp_path / "fetch" / "parts"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(parts_dir.glob("*.parquet"))) < 8:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(0.2)  # let the server finish reading what the killed process had sent
+        kill_after_parts(tmp_path, sets, 8)
         committed = {
             row["url"]
             for part in parts_dir.glob("*.parquet")
@@ -169,6 +176,31 @@ def test_killing_a_run_loses_only_what_was_in_flight_and_duplicates_nothing(tmp_
             str(tmp_path / "fetch" / row["warc_file"]), row["warc_offset"]
         )
         assert target == row["url"] and row["url"].split("/")[2].encode() in body
+
+
+def test_the_log_says_for_each_page_whether_its_certificate_was_checked(tmp_path):
+    with FaultWeb(tls=True) as web:
+        web.certificate("self.test", "self_signed")
+        for host in ("self.test", "plain.test"):
+            web.page(host, "/", PAGE.format(host))
+        urls = ["https://self.test/", "http://plain.test/"]
+        routes = f'{{"*" = "{web.address()}", "*:443" = "{web.address(tls=True)}"}}'
+        sets = overrides(web, **{"fetch.resolve_overrides": routes})
+        write_links(tmp_path / "checked", urls)
+        fetch.run(load(DEMO_CONFIG, sets), str(tmp_path / "checked"), [])
+        write_links(tmp_path / "unchecked", urls)
+        unchecked = sets + ["fetch.verify_tls=false"]
+        fetch.run(load(DEMO_CONFIG, unchecked), str(tmp_path / "unchecked"), [])
+    checked = {r["url"]: r for r in read_log(tmp_path / "checked")}
+    assert (checked[urls[0]]["outcome"], checked[urls[0]]["error_class"]) == (
+        "tls_error",
+        "robots.txt:self_signed",
+    )
+    assert checked[urls[0]]["tls_verified"] is True
+    assert checked[urls[1]]["tls_verified"] is None  # plain HTTP: nothing to verify
+    relaxed = {r["url"]: r for r in read_log(tmp_path / "unchecked")}
+    assert relaxed[urls[0]]["outcome"] == "ok" and relaxed[urls[0]]["tls_verified"] is False
+    assert relaxed[urls[1]]["outcome"] == "ok" and relaxed[urls[1]]["tls_verified"] is None
 
 
 def test_a_stage_without_links_says_what_to_run(tmp_path):

@@ -12,15 +12,20 @@ naming a WARC file with the byte offset and length of its record; a `Range` requ
 
 Wayback: `wayback_endpoint/wayback/available?url=U` names the closest snapshot's timestamp;
 `wayback_endpoint/web/<timestamp>id_/U` replays the page as archived, without the toolbar.
+A snapshot of a redirect replays as that 3xx with a Location into the replay of its target;
+`fetch_capture` returns the target's capture, and the crawler follows it after the checks
+a live redirect gets (loop, `max_redirects`, scheme, the links filter; the address check
+is the transport's).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 from warcio.archiveiterator import ArchiveIterator
 
@@ -41,6 +46,8 @@ WAYBACK_ORIG_PREFIX = "x-archive-orig-"
 # Live failures after which the archive is worth asking: the page may simply be gone.
 WORTH_ASKING = {"dns_error", "connection_error", "timeout", "http_4xx", "http_5xx", "tls_error"}
 LOOKUP_MAX_BYTES = 4 * 1024 * 1024
+# A Wayback replay URL: .../web/<timestamp>[id_ or another mode]/<the archived URL>
+WAYBACK_REPLAY = re.compile(r"/web/(\d{1,14})[a-z_]*/(.+)$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Capture:
     request_headers: dict[str, str] = field(default_factory=dict)
     length: int = 0  # bytes expected; 0 when unknown
     source_uri: str = ""  # recorded in our WARC so the copy can be traced
+    target: str = ""  # the archived URL, when it is not the page looked up (a redirect's)
 
 
 @dataclass
@@ -159,7 +167,10 @@ def _pick_wayback(answer: bytes, config: FetchConfig, url: str) -> Capture | Non
         closest = json.loads(answer)["archived_snapshots"]["closest"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return None
-    if not closest or not closest.get("available") or str(closest.get("status")) != "200":
+    if not closest or not closest.get("available"):
+        return None
+    status = str(closest.get("status"))
+    if status != "200" and not re.fullmatch(r"3\d\d", status):  # a page, or a redirect
         return None
     timestamp = str(closest.get("timestamp", ""))
     if not timestamp.isdigit():
@@ -216,10 +227,18 @@ def find_capture(
 
 def fetch_capture(
     transport: Transport, fallback: Fallback, ctx: RequestContext, config: FetchConfig
-) -> tuple[Exchange, Page]:
-    """The GET phase: fetch the capture and accept it as the page."""
+) -> tuple[Exchange, Page] | Capture:
+    """The GET phase: fetch the capture and accept it as the page, or, for an archived
+    redirect, the capture of its target."""
     capture = fallback.capture
     response, _ = transport.open(capture.fetch_url, ctx, capture.request_headers)
+    if fallback.source == "wayback" and response.is_redirect:
+        location = response.headers.get("Location", "")
+        let_go(response, drain(response))
+        target = redirect_capture(config, capture, location)
+        if target is None:
+            raise StepFailure("archive_miss", "archived redirect without a target")
+        return target
     if response.status_code not in (200, 206):
         let_go(response, drain(response))
         raise StepFailure("archive_miss", f"get HTTP {response.status_code}")
@@ -227,7 +246,24 @@ def fetch_capture(
     headers = list(response.raw.headers.items())
     raw = read_limited(response, limit, ctx)
     archived = parse_capture(fallback.source, capture, raw, headers)
-    return archived_page(archived, capture, fallback.url, config)
+    return archived_page(archived, capture, capture.target or fallback.url, config)
+
+
+def redirect_capture(config: FetchConfig, capture: Capture, location: str) -> Capture | None:
+    """The capture an archived Wayback redirect points to: its Location is the target's
+    replay URL (or, from some captures, the target itself, replayed at the same time)."""
+    here = WAYBACK_REPLAY.search(capture.fetch_url)
+    location = urljoin(capture.fetch_url, location.strip())
+    if not here or not location.strip():
+        return None
+    there = WAYBACK_REPLAY.search(location)
+    endpoint = config.wayback_endpoint.rstrip("/")
+    if there and location.startswith(endpoint + "/web/"):
+        timestamp, target = there.group(1), there.group(2)
+    else:
+        timestamp, target = here.group(1), location
+    fetch_url = f"{endpoint}/web/{timestamp}id_/{target}"
+    return Capture(fetch_url=fetch_url, source_uri=fetch_url, target=target)
 
 
 def archived_page(

@@ -12,7 +12,8 @@ crawler runs the steps: a page hop (redirects followed one step at a time, retri
 backoff), robots.txt (`robots`), the archive fallback (`archive`), all through one
 `transport.Transport` that connects only to checked addresses. A watchdog shuts the socket of
 any request past its URL's total deadline, so a server that trickles a byte a second is
-cut off even while a read is blocked.
+cut off even while a read is blocked. A task past its host's time budget (`plan`) is never
+requested live: it goes to the archive fallback, or is yielded at once as `deferred`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pipeline.content import (
     mime_of,
 )
 from pipeline.fetch import archive
-from pipeline.fetch.records import Exchange, FetchResult, FetchTask, Page, StepFailure
+from pipeline.fetch.records import DEFERRED, Exchange, FetchResult, FetchTask, Page, StepFailure
 from pipeline.fetch.robots import HostRobots, fetch_rules, robots_url
 from pipeline.fetch.scheduler import HostScheduler
 from pipeline.fetch.transport import (
@@ -62,6 +63,7 @@ from pipeline.urls import link_drop_reason
 
 # Failures that belong to the host, not to the request that met them.
 HOST_FAILURES = {"blocked_address", "dns_error", "bad_url"}
+OVER_BUDGET = "over_budget"  # the error class of a link its host's budget left out
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -101,6 +103,7 @@ class Crawler:
         *,
         seed: int = 0,
         address_policy: AddressPolicy | None = None,
+        ca_file: str | None = None,
     ):
         self.config = config
         self.links_config = links_config
@@ -108,8 +111,12 @@ class Crawler:
         self._rng_lock = threading.Lock()
         self._clock = time.monotonic
         policy = address_policy or AddressPolicy(config.allow_private_networks)
-        self._transport = Transport(config, policy)
+        self._transport = Transport(config, policy, ca_file)
         self._archive_sources = archive.parse_sources(config.archive_fallback)
+        # Links past their host's budget go to the archive; otherwise they are deferred.
+        self._over_budget_to_archive = config.over_budget == "archive" and bool(
+            self._archive_sources
+        )
         self._scheduler: HostScheduler[_Job] = HostScheduler(
             config.max_per_host, config.min_host_delay_s
         )
@@ -124,7 +131,13 @@ class Crawler:
     def crawl(self, tasks: Iterable[FetchTask]) -> Iterator[FetchResult]:
         """Fetch every task; yields one result per task, in completion order."""
         results: Queue = Queue(maxsize=max(self.config.concurrency, 8) * 2)
-        jobs = [_Job(task=t, url=t.url) for t in tasks]
+        jobs = []
+        for task in tasks:
+            job = _Job(task=task, url=task.url)
+            if task.over_budget and not self._over_budget_to_archive:
+                yield self._failed_result(job, StepFailure(DEFERRED, OVER_BUDGET))
+            else:
+                jobs.append(job)
         if not jobs:
             return
         self._outstanding = len(jobs)
@@ -160,6 +173,9 @@ class Crawler:
 
     def _enqueue(self, job: _Job) -> None:
         """Put a job on its host's queue (lock held); robots.txt first for a new host."""
+        if job.task.over_budget and job.kind is _Kind.PAGE:
+            self._start_archive(job, self._failed_result(job, StepFailure(DEFERRED, OVER_BUDGET)))
+            return
         key = _host_key(job.url)
         if job.kind is _Kind.PAGE and self.config.respect_robots:
             robots = self._robots.setdefault(key, HostRobots())
@@ -292,26 +308,29 @@ class Crawler:
 
     def _follow(self, job: _Job, target: str) -> None:
         """Move a job to its redirect target (lock held), checking the hop like a link."""
-        seen = {_without_fragment(u) for u in [job.task.url, *job.hops]}
-        if _without_fragment(target) in seen:
-            self._finish_failed(job, StepFailure("redirect_loop", "loop"))
-            return
-        job.hops.append(target)
-        if len(job.hops) > self.config.max_redirects:
-            self._finish_failed(
-                job, StepFailure("too_many_redirects", f">{self.config.max_redirects}")
-            )
-            return
-        if urlsplit(target).scheme not in ("http", "https"):
-            self._finish_failed(job, StepFailure("bad_url", "redirect scheme"))
-            return
-        reason = link_drop_reason(target, self.links_config)
-        if reason is not None:
-            self._finish_failed(job, StepFailure("filtered_redirect", reason))
+        failure = self._check_hop(job, target)
+        if failure is not None:
+            self._finish_failed(job, failure)
             return
         job.url = target
         job.attempts = 0
         self._enqueue(job)
+
+    def _check_hop(self, job: _Job, target: str) -> StepFailure | None:
+        """Add a redirect hop (live or archived) to the job; what is wrong with it, if anything:
+        a loop, one hop too many, not http(s), or a target the links filter drops."""
+        seen = {_without_fragment(u) for u in [job.task.url, *job.hops]}
+        if _without_fragment(target) in seen:
+            return StepFailure("redirect_loop", "loop")
+        job.hops.append(target)
+        if len(job.hops) > self.config.max_redirects:
+            return StepFailure("too_many_redirects", f">{self.config.max_redirects}")
+        if urlsplit(target).scheme not in ("http", "https"):
+            return StepFailure("bad_url", "redirect scheme")
+        reason = link_drop_reason(target, self.links_config)
+        if reason is not None:
+            return StepFailure("filtered_redirect", reason)
+        return None
 
     # -- one page hop ------------------------------------------------------------------------
 
@@ -403,7 +422,7 @@ class Crawler:
             task=job.task,
             outcome="ok",
             status=exchange.status,
-            final_url=job.url if source == "live" else job.task.url,
+            final_url=job.hops[-1] if job.hops else job.task.url,
             redirects=list(job.hops),
             content_type=page.mime,
             charset=page.charset,
@@ -413,6 +432,7 @@ class Crawler:
             attempts=job.total_attempts,
             fetched_at=time.time(),
             source=source,
+            tls_verified=self._tls_verified(job),
             exchanges=list(job.exchanges),
         )
 
@@ -428,7 +448,13 @@ class Crawler:
             attempts=job.total_attempts,
             fetched_at=time.time(),
             source="live",
+            tls_verified=self._tls_verified(job),
         )
+
+    def _tls_verified(self, job: _Job) -> bool | None:
+        if any(u.lower().startswith("https:") for u in [job.task.url, *job.hops]):
+            return self.config.verify_tls
+        return None
 
     # -- robots.txt ----------------------------------------------------------------------------
 
@@ -467,8 +493,15 @@ class Crawler:
             self._finish(fallback.live_failure)
             return
         job.url = archive.lookup_url(self.config, fallback.source, job.task.url)
+        job.hops = []  # the archive is asked for the URL first requested, not the live hops
         job.attempts = 0
         job.started = 0.0
+        self._enqueue(job)
+
+    def _fetch_capture_next(self, job: _Job, capture: archive.Capture) -> None:
+        job.fallback.found(capture)
+        job.url = capture.fetch_url
+        job.attempts = 0
         self._enqueue(job)
 
     def _archive_step(self, job: _Job, ctx: RequestContext) -> None:
@@ -477,17 +510,22 @@ class Crawler:
             if fallback.phase is archive.Phase.LOOKUP:
                 capture = archive.find_capture(self._transport, fallback, ctx, self.config)
                 with self._lock:
-                    fallback.found(capture)
-                    job.url = capture.fetch_url
-                    job.attempts = 0
-                    self._enqueue(job)
+                    self._fetch_capture_next(job, capture)
                 return
-            exchange, page = archive.fetch_capture(self._transport, fallback, ctx, self.config)
+            fetched = archive.fetch_capture(self._transport, fallback, ctx, self.config)
         except Exception:  # any miss, an unreadable capture included: try the next source
             with self._lock:
                 self._next_archive_source(job)
             return
-        job.exchanges, job.hops = [exchange], []
+        if isinstance(fetched, archive.Capture):  # an archived redirect: follow it, checked
+            with self._lock:
+                if self._check_hop(job, fetched.target) is None:
+                    self._fetch_capture_next(job, fetched)
+                else:
+                    self._next_archive_source(job)
+            return
+        exchange, page = fetched
+        job.exchanges = [exchange]
         result = self._ok_result(job, exchange, page, fallback.source)
         result.error_class = f"live:{fallback.live_failure.outcome}"
         result.attempts += fallback.live_failure.attempts

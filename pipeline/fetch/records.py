@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFERRED = "deferred"  # the outcome of a link left to a later run by its host's budget
+
 
 @dataclass(frozen=True)
 class FetchTask:
     url: str  # what is requested first
     normalized_url: str  # the link's key, carried through to the fetch log
+    retry_round: int = 0  # n: the n-th rerun with fetch.retry_failed that tries it again
+    over_budget: bool = False  # past its host's time budget: archive or defer, never live
 
 
 @dataclass
@@ -44,6 +48,7 @@ class FetchResult:
     attempts: int = 0
     fetched_at: float = 0.0  # epoch seconds
     source: str = "live"
+    tls_verified: bool | None = None  # None: no hop over HTTPS; False: certificates unchecked
     exchanges: list[Exchange] = field(default_factory=list)  # only for outcome "ok"
 
     @property

@@ -1,6 +1,9 @@
 """The fetch stage: links -> raw responses in WARC files + a fetch log (schemas.FETCH).
 
-    ReadLinks -> SkipFetched -> GroupByHost -> AssignBatches -> Crawl -> OnePerUrl -> WriteLog
+    ReadLinks -> SkipFetched -> GroupByHost -> ApplyBudget -> AssignBatches -> Crawl
+        -> OnePerUrl -> WriteLog
+    GroupByHost -> PlanHosts -> CombinePlan -> WritePlan (fetch/_plan.json; AssignBatches
+        waits for it, so the plan is written and logged before the crawl starts)
 
 Links are grouped by host, and hosts into batches of about `hosts_per_batch`, so all of a
 host's URLs meet one politeness gate in one `Crawler`. The Crawl step writes its results as
@@ -11,10 +14,12 @@ name and renamed when complete, the WARC first. A part is the unit of progress:
     fetch/parts/<batch>-<seq>-<attempt>.parquet    their log rows (the commit marker)
     fetch/log-SSSSS-of-NNNNN.parquet               every row of every part, one per URL
 
-A rerun reads the parts already there and skips their URLs, so a killed run loses only what
-was in flight: a WARC whose log part never appeared is an orphan and is deleted, and its
-URLs are fetched again. The consolidated log is rebuilt from all parts at the end of each
-run (keeping one row per normalized_url), so it never holds a URL twice.
+A rerun reads the parts already there and skips their URLs (`rerun.link_to_fetch`: with
+`fetch.retry_failed` it fetches the transient failures again), so a killed run loses only
+what was in flight: a WARC whose log part never appeared is an orphan and is deleted, and
+its URLs are fetched again. The consolidated log is rebuilt from all parts at the end of
+each run (keeping one row per normalized_url, `rerun.best_row`), so it never holds a URL
+twice.
 """
 
 from __future__ import annotations
@@ -34,16 +39,18 @@ from apache_beam.io.parquetio import ReadAllFromParquet
 
 import schemas
 from pipeline import beamio, dataroot
-from pipeline.config import Config
-from pipeline.fetch import archive
+from pipeline.config import Config, FetchConfig
+from pipeline.fetch import archive, plan
 from pipeline.fetch.crawler import Crawler
 from pipeline.fetch.records import FetchResult, FetchTask
+from pipeline.fetch.rerun import as_current, best_row, link_to_fetch
 from pipeline.warc import WarcFile
 
 log = logging.getLogger("webtext")
 
 STAGE = "fetch"
 WARC_DIR, PARTS_DIR, LOG_PREFIX = "warc", "parts", "log"
+PLAN_FILE = "_plan.json"
 # A part is also committed after this many log rows, so dead-link batches make progress too.
 PART_MAX_ROWS = 1000
 
@@ -83,6 +90,8 @@ def fetch_row(
         "warc_length": length,
         "fetched_at": datetime.fromtimestamp(int(result.fetched_at), UTC),
         "source": result.source,
+        "tls_verified": result.tls_verified,
+        "retry_round": result.task.retry_round,
     }
 
 
@@ -94,11 +103,6 @@ def batch_name(normalized_urls: Iterable[str]) -> str:
 
 def batch_of(host: str, num_batches: int) -> int:
     return xxhash.xxh64_intdigest(host.encode()) % max(num_batches, 1)
-
-
-def best_row(rows: Iterable[dict]) -> dict:
-    """The row kept when a URL was logged twice (a retried bundle): a stored page first."""
-    return min(rows, key=lambda r: (r["outcome"] != "ok", str(r["warc_file"] or ""), r["url"]))
 
 
 class PartWriter:
@@ -153,7 +157,15 @@ class PartWriter:
 
 def crawl_batch(config: Config, fetch_dir: str, links: list[dict], seed: int = 0) -> Iterator[dict]:
     """Fetch a batch of links, writing parts as they fill; yields each committed row."""
-    tasks = [FetchTask(fetch_url(link), link["normalized_url"]) for link in links]
+    tasks = [
+        FetchTask(
+            fetch_url(link),
+            link["normalized_url"],
+            link.get("retry_round", 0),
+            link.get("over_budget", False),
+        )
+        for link in links
+    ]
     batch = batch_name(t.normalized_url for t in tasks)
     warcinfo = {
         "operator": "webtext",
@@ -178,15 +190,61 @@ def crawl_batch(config: Config, fetch_dir: str, links: list[dict], seed: int = 0
 # --- Beam wiring --------------------------------------------------------------------------------
 
 
-def _links_to_fetch(item: tuple[str, dict]) -> Iterator[dict]:
+def _links_to_fetch(item: tuple[str, dict], retry_failed: bool) -> Iterator[dict]:
     _, grouped = item
-    if not grouped["done"]:
-        yield from grouped["link"][:1]
+    for link in grouped["link"][:1]:
+        todo = link_to_fetch(link, list(grouped["done"]), retry_failed)
+        if todo is not None:
+            if todo["retry_round"] > 0:
+                beamio.counter(STAGE, "retried").inc()
+            yield todo
 
 
-def _assign_batch(item: tuple[str, list[dict]], num_hosts: int, hosts_per_batch: int):
+def _plan_host(item: tuple[str, Iterable[dict]], config: FetchConfig) -> dict:
     host, links = item
-    num_batches = -(-num_hosts // max(hosts_per_batch, 1))
+    return plan.host_plan(host, sum(1 for _ in links), config)
+
+
+def _apply_budget(item: tuple[str, Iterable[dict]], config: FetchConfig):
+    """A host's links, those past its time budget marked `over_budget`."""
+    host, links = item
+    live, over = plan.split_by_budget(list(links), config)
+    if over:
+        to_archive = config.over_budget == "archive" and bool(config.archive_fallback)
+        beamio.counter(STAGE, "budget_to_archive" if to_archive else "budget_deferred").inc(
+            len(over)
+        )
+    return host, live + [{**link, "over_budget": True} for link in over]
+
+
+class CombinePlan(beam.CombineFn):
+    """Host plans -> the crawl plan (`plan.make_plan`)."""
+
+    def __init__(self, config: FetchConfig):
+        self.config = config
+
+    def create_accumulator(self) -> dict:
+        return plan.new_totals()
+
+    def add_input(self, totals: dict, host: dict) -> dict:
+        return plan.add_host(totals, host)
+
+    def merge_accumulators(self, many: Iterable[dict]) -> dict:
+        return plan.merge_totals(many)
+
+    def extract_output(self, totals: dict) -> dict:
+        return plan.make_plan(totals, self.config)
+
+
+def _write_plan(crawl_plan: dict, fetch_dir: str) -> dict:
+    dataroot.write_json(dataroot.join(fetch_dir, PLAN_FILE), crawl_plan)
+    log.info("%s", plan.format_plan(crawl_plan))
+    return crawl_plan
+
+
+def _assign_batch(item: tuple[str, list[dict]], crawl_plan: dict, hosts_per_batch: int):
+    host, links = item
+    num_batches = -(-crawl_plan["hosts"] // max(hosts_per_batch, 1))
     return batch_of(host, num_batches), list(links)
 
 
@@ -228,33 +286,40 @@ def build_pipeline(
     links = (
         pipeline
         | "ListLinkShards" >> beam.Create(link_paths)
-        | "ReadLinks" >> ReadAllFromParquet(columns=["normalized_url", "host", "urls"])
+        | "ReadLinks" >> ReadAllFromParquet(columns=["normalized_url", "host", "urls", "karma"])
     )
     done = (
         pipeline
         | "ListLogParts" >> beam.Create(part_paths)
         | "ReadLogParts" >> ReadAllFromParquet()
+        | "UpgradeRows" >> beam.Map(as_current)
     )
     todo = (
         {
             "link": links | "KeyLinks" >> beam.Map(lambda r: (r["normalized_url"], r)),
-            "done": done | "KeyDone" >> beam.Map(lambda r: (r["normalized_url"], 1)),
+            "done": done | "KeyDone" >> beam.Map(lambda r: (r["normalized_url"], r)),
         }
         | "JoinFetched" >> beam.CoGroupByKey()
-        | "SkipFetched" >> beam.FlatMap(_links_to_fetch)
+        | "SkipFetched" >> beam.FlatMap(_links_to_fetch, retry_failed=config.fetch.retry_failed)
     )
     by_host = (
         todo
         | "KeyByHost" >> beam.Map(lambda r: (r["host"], r))
         | "GroupByHost" >> beam.GroupByKey()
     )
-    num_hosts = by_host | "CountHosts" >> beam.combiners.Count.Globally()
+    crawl_plan = (
+        by_host
+        | "PlanHosts" >> beam.Map(_plan_host, config=config.fetch)
+        | "CombinePlan" >> beam.CombineGlobally(CombinePlan(config.fetch))
+        | "WritePlan" >> beam.Map(_write_plan, fetch_dir=fetch_dir)
+    )
     new_rows = (
         by_host
+        | "ApplyBudget" >> beam.Map(_apply_budget, config=config.fetch)
         | "AssignBatches"
         >> beam.Map(
             _assign_batch,
-            num_hosts=beam.pvalue.AsSingleton(num_hosts),
+            crawl_plan=beam.pvalue.AsSingleton(crawl_plan),
             hosts_per_batch=config.fetch.hosts_per_batch,
         )
         | "GroupBatches" >> beam.GroupByKey()
@@ -279,6 +344,18 @@ def _check_config(config: Config) -> None:
     if config.fetch.oversize not in ("truncate", "drop"):
         raise dataroot.StageError(
             f'[fetch] oversize is {config.fetch.oversize!r}; use "truncate" or "drop"'
+        )
+    if config.fetch.over_budget not in ("archive", "defer"):
+        raise dataroot.StageError(
+            f'[fetch] over_budget is {config.fetch.over_budget!r}; use "archive" or "defer"'
+        )
+    if (
+        config.fetch.max_host_seconds > 0
+        and config.fetch.over_budget == "archive"
+        and not config.fetch.archive_fallback
+    ):
+        raise dataroot.StageError(
+            '[fetch] over_budget = "archive" needs an archive_fallback; set one, or use "defer"'
         )
     for host, address in config.fetch.resolve_overrides.items():
         if not address.rpartition(":")[2].isdigit():
@@ -334,7 +411,9 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
     run_counters = {k: v for k, v in counters.items() if not k.startswith("total_")}
     totals = {k[len("total_") :]: v for k, v in counters.items() if k.startswith("total_")}
     logged = sum(totals.values())
+    plan_path = dataroot.join(fetch_dir, PLAN_FILE)
     summary = {
+        "plan": dataroot.read_json(plan_path) if dataroot.exists(plan_path) else None,
         "counters": run_counters,
         "totals": totals,
         "cleanup": cleaned,

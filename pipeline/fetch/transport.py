@@ -3,7 +3,9 @@
 `Transport.open(url, ctx)` resolves the URL's host itself, checks the address
 against the `AddressPolicy` and *pins* it: the connection classes connect only to a pinned
 address and never resolve again, so DNS rebinding cannot reach a private address after the
-check. Each worker thread binds its `RequestContext`: it carries the deadline of the
+check. For HTTPS the connection keeps the host name: it is sent as SNI and the certificate
+is verified against it (unless `verify_tls` is off), whatever address was pinned. Each
+worker thread binds its `RequestContext`: it carries the deadline of the
 request in flight, and the connection registers its socket there so that the crawler's
 watchdog can shut it at that deadline.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -163,7 +166,8 @@ class _BlockAllCookies(requests.cookies.cookielib.DefaultCookiePolicy):
 class Transport:
     """One pooled `requests.Session` whose connections reach checked, pinned addresses only."""
 
-    def __init__(self, config: FetchConfig, policy: AddressPolicy):
+    def __init__(self, config: FetchConfig, policy: AddressPolicy, ca_file: str | None = None):
+        """`ca_file`: the certificate authorities to trust instead of the system's (tests)."""
         self.config = config
         self.policy = policy
         self._tls = threading.local()
@@ -181,6 +185,10 @@ class Transport:
         session = requests.Session()
         session.trust_env = False  # no proxies or netrc from the environment: we pin addresses
         session.cookies.set_policy(_BlockAllCookies())
+        session.verify = (ca_file or True) if config.verify_tls else False
+        if not config.verify_tls:
+            # The fetch log marks every such page instead of a warning per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         session.headers.clear()
         session.headers.update(
             {
@@ -249,7 +257,10 @@ class Transport:
 
     def _lookup(self, host: str, port: int) -> tuple[str, int] | StepFailure:
         overrides = self.config.resolve_overrides
-        override = overrides.get(host) or overrides.get("*")
+        override = next(
+            (overrides[k] for k in (f"{host}:{port}", host, f"*:{port}", "*") if k in overrides),
+            None,
+        )
         if override:
             ip, _, override_port = override.rpartition(":")
             address = (ip.strip("[]"), int(override_port))
@@ -287,7 +298,7 @@ def classify(error: Exception, ctx: RequestContext) -> StepFailure:
     if isinstance(error, TimeoutError | socket.timeout):
         return StepFailure("timeout", "ReadTimeout")
     if isinstance(error, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
-        return StepFailure("tls_error", name)
+        return StepFailure("tls_error", tls_reason(error))
     if isinstance(error, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
         return StepFailure("bad_url", name)
     if "NameResolutionError" in text:
@@ -303,6 +314,37 @@ def classify(error: Exception, ctx: RequestContext) -> StepFailure:
         kind = "ConnectionReset" if "reset" in text.lower() else name
         return StepFailure("connection_error", kind)
     return StepFailure("internal_error", name)
+
+
+# OpenSSL's X509_V_ERR_* codes for the certificate faults met on the web.
+CERTIFICATE_FAULTS = {
+    10: "expired",
+    18: "self_signed",
+    19: "self_signed_in_chain",
+    20: "incomplete_chain",  # unable to get the local issuer: an intermediate is missing
+    21: "incomplete_chain",  # unable to verify the first certificate
+    62: "hostname_mismatch",
+}
+
+
+def tls_reason(error: BaseException) -> str:
+    """Why a TLS connection failed, from the ssl error inside the wrapped exception."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLCertVerificationError):
+            message = (e.verify_message or "").replace(" ", "_")
+            return CERTIFICATE_FAULTS.get(e.verify_code, f"certificate:{message}"[:80])
+        if isinstance(e, ssl.SSLError) and e.reason:
+            return f"handshake:{e.reason.lower()}"[:80]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+        links = (e.__cause__, e.__context__, getattr(e, "reason", None))
+        todo += [x for x in links if isinstance(x, BaseException)]
+    return type(error).__name__
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
