@@ -72,7 +72,7 @@ class ExtractedParts:
         index: int,
         rows: dict[str, list[dict]],
         counters: dict[str, int],
-        scratch: str,
+        scratch: str | None,
         row_group_rows: int,
     ) -> None:
         """Write one part's three files, each atomically, then its record."""
@@ -84,6 +84,16 @@ class ExtractedParts:
         data = beamio.parquet_bytes(dead, schemas.DEAD_LETTER, row_group_rows)
         dataroot.write_bytes_atomic(self.path(DEAD_LETTER, index), data, scratch)
         dataroot.write_json(self.record_path(index), {"counters": counters}, scratch)
+
+
+def write_documents(extracted: ExtractedParts, docs: Iterable[dict], row_group_rows: int) -> None:
+    """Documents as an extract phase would have left them, for benchmarks and tests that
+    start at dedup: every part, with no removed rows or dead letters."""
+    by_part: list[list[dict]] = [[] for _ in range(extracted.count)]
+    for doc in docs:
+        by_part[extracted.part_of(doc["doc_id"])].append(doc)
+    for index, rows in enumerate(by_part):
+        extracted.write(index, {DOCUMENTS: rows}, {}, None, row_group_rows)
 
 
 def _open(path: str) -> pq.ParquetFile:
