@@ -1,20 +1,23 @@
 """Exact and MinHash near-duplicate removal as Beam shuffles, on any runner, at any scale.
 
-    documents ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
+    ReadParts ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
                ├─ Signatures ─ LshBuckets: GroupByKey(band, band hash) ─ CandidatePairs
-               │                 ─ Verify: join both ends with their sketches ─ Jaccard >= t
+               │     ─ Sketches: the candidates' texts read back from their parts
+               │     ─ Verify: join both ends with their sketches ─ Jaccard >= t
                │       exact edges + verified edges ─ Components (large-star / small-star)
                ├─ KeepRule:      GroupByKey(component) ─ one kept per cluster, the rest removed
                ├─ VerifyAgainstKept: CoGroupByKey(removed id), CoGroupByKey(kept id) ─ J >= t
-               └─ SplitKeptRemoved: CoGroupByKey(doc_id) ─ {"kept", "removed"}
+               └─ RemovalRows:   schemas.REMOVAL rows, ids only, for the write phase
+
+Text is shingled where it is read and never shuffled: the shuffles carry ranks, band keys,
+ids, and the sketches of candidate pairs' documents.
 
 Both kinds of duplicate become edges of one graph, and one document is kept per connected
 component, by the keep rule: highest karma (the link's aggregate karma under the links
 stage's karma rule), then earliest first submission, then smallest doc_id. A removed
 document whose text hash equals the kept one's is an "exact_duplicate", otherwise a
 "near_duplicate"; its cluster is named by the kept doc_id. This gives the same clusters as
-exact dedup followed by near dedup of the survivors (copies have equal signatures), in one
-less shuffle of whole documents.
+exact dedup followed by near dedup of the survivors (copies have equal signatures).
 
 Components chain variants (A~B~C with J(A,C) below the threshold), so each would-be-removed
 near-duplicate is checked against its cluster's kept document with the same verification

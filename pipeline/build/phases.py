@@ -28,6 +28,7 @@ DEAD_LETTER_PATTERN = "dead-letter-*.parquet"
 # The config sections each phase's folder follows; dedup's follow the whole build's.
 EXTRACT_INPUTS = ("links", "fetch", "build", "tokenizer")
 DEDUP_INPUTS = dataroot.STAGE_INPUTS[STAGE]
+PHASE_OF_FOLDER = {dataroot.EXTRACTED_DIR: "extract", dataroot.DEDUP_DIR: "dedup"}
 
 
 def extracted_parts(config: Config, data_root: str) -> ExtractedParts:
@@ -52,9 +53,6 @@ def phase_counters(data_root: str, folder: str, needed_by: str) -> dict[str, int
             f'--set build.phase="{PHASE_OF_FOLDER[folder]}") before the {needed_by} phase'
         )
     return dataroot.read_json(path)["counters"]
-
-
-PHASE_OF_FOLDER = {dataroot.EXTRACTED_DIR: "extract", dataroot.DEDUP_DIR: "dedup"}
 
 
 def run_dedup(config: Config, data_root: str, beam_args: list[str]) -> dict[str, int]:

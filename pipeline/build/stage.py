@@ -1,25 +1,28 @@
-"""The build stage: archived responses -> extracted, filtered, deduplicated documents.
+"""The build stage: archived responses -> extracted, filtered, deduplicated documents, in
+three phases, each a Beam pipeline with one persisted output (docs/build.md):
 
+extract (this module):
     fetch/ fetch log --ReadFetchLog--> links/ --ReadLinks-->
         --JoinLinks-->      CoGroupByKey on normalized_url: one stored response per URL,
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
-        --BatchPages-->     PAGES_PER_BATCH pages per extractor child per round trip
-        --Extract-->        pipeline.build.extract.analyze in a killable child process
-                            (pipeline.build.supervisor): read the WARC record, decode,
-                            trafilatura, normalize, language, the filters' verdict
-                            (pipeline.build.filters), word and GPT-2 token counts; then the
-                            document row
-        --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
-                            pages, language, length
-        --Deduplicate-->    exact and MinHash near-duplicates (pipeline.build.dedup)
-        --WriteDocuments--> pipeline.build.dataset: documents/data/documents-*.parquet
-                            (schemas.DOCUMENT) and documents/removed/removed-*.parquet
-                            (schemas.REMOVED: every dropped document and why), then the
-                            manifest and the dataset card
-    and documents/dead-letter-*.parquet (fetch-log rows that could not be used),
-    documents/_summary.json. Files are written in documents.tmp/ (dataroot.scratch_dir) and
-    moved into documents/ when complete; the run deletes documents.tmp/ when it finishes.
+        --GroupByPart-->    pages (WARC locations, never text), removed rows and dead
+                            letters by part: xxh64(doc_id) mod build.partitions
+        --ExtractPart-->    per part, pipeline.build.extract.analyze in killable child
+                            processes (pipeline.build.supervisor): read the WARC record,
+                            decode, trafilatura, normalize, language, the filters' verdict
+                            (pipeline.build.filters), word and GPT-2 token counts; the
+                            documents no filter rejected, the removed rows and the dead
+                            letters written as the part's files in extracted/
+                            (pipeline.build.parts); a part already written is skipped
+dedup (pipeline.build.phases): extracted/ --Deduplicate--> dedup/removals-*.parquet
+write (pipeline.build.phases): each part without its removals --WriteDocuments-->
+    documents/data/documents-*.parquet (schemas.DOCUMENT), documents/removed/removed-*.parquet
+    (schemas.REMOVED: every dropped document and why), documents/dead-letter-*.parquet, then
+    the manifest, the dataset card and documents/_summary.json.
+
+`build.phase` runs one phase alone. Files are written in a scratch folder beside their own
+(extracted.tmp/, dedup.tmp/, documents.tmp/) and moved in when complete.
 
 Every drop increments a counter named after its reason in the "webtext.build" namespace.
 """
