@@ -14,10 +14,11 @@ The 130 readability pages (../shared/pages/readability), repeated --repeat times
                                   other filters keep), hash: pipeline.build.extract.analyze
   chain, extractor process        the same, analyze in the killable child process
                                   (pipeline.build.supervisor), a batch per round trip, exactly
-                                  as the stage's Extract runs it
-  the whole stage                 the stage's BuildDocuments transform on DirectRunner (read
-                                  fetch log and links, join, batch, extract, filter) on a data
-                                  root holding the pages as gzipped WARC records
+                                  as the stage's ExtractPart runs it
+  the whole stage                 the extract phase's ExtractParts transform on DirectRunner
+                                  (read fetch log and links, join, group by part, extract,
+                                  filter, write the parts) on a data root holding the pages
+                                  as gzipped WARC records
 
 How it is timed, and why:
 - Time is CPU time (user + system) of the process doing the work plus its extractor child,
@@ -85,7 +86,8 @@ from pipeline.build.extract import (
     warm_up,
 )
 from pipeline.build.filters import check_content, check_length
-from pipeline.build.stage import PAGES_PER_BATCH, BuildDocuments, stored_page
+from pipeline.build.parts import ExtractedParts
+from pipeline.build.stage import PAGES_PER_BATCH, ExtractParts, stored_page
 from pipeline.build.supervisor import Supervisor
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
 from pipeline.config import Config, load
@@ -320,15 +322,16 @@ def _children_cpu() -> float:
 def _run_build(conn: Connection, config: Config, root: str) -> None:
     def build(pipeline: beam.Pipeline) -> None:
         fetch_logs = [str(Path(root) / "fetch" / "log.parquet")]
-        parts = pipeline | "BuildDocuments" >> BuildDocuments(config, root, fetch_logs)
-        parts["docs"] | "Count" >> beam.combiners.Count.Globally()
+        # a fresh folder each run: the phase skips parts that are already written
+        extracted = ExtractedParts(tempfile.mkdtemp(dir=root), config.build.partitions)
+        _ = pipeline | "ExtractParts" >> ExtractParts(config, root, fetch_logs, extracted)
 
     args = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
     conn.send(beamio.run_pipeline("build", build, args))
 
 
 def direct_runner(config: Config, root: Path) -> tuple[float, dict]:
-    """CPU seconds and counters of BuildDocuments over the data root, in a process of its own.
+    """CPU seconds and counters of the extract phase (ExtractParts) over the data root, in a process of its own.
 
     The process's CPU comes back to this one when it is joined, with its extractor child's
     (multiprocessing joins a daemon child at exit if the runner did not tear the DoFn down),
@@ -445,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         share = seconds[step] / seconds[EXTRACTOR_STEP]
         print(f"| {step} | {seconds[step] / documents * 1000:.3f} | {share:.1%} |")
 
-    print("\nthe whole stage: BuildDocuments on DirectRunner (read fetch log and links, join,")
+    print("\nthe whole stage: ExtractParts on DirectRunner (read fetch log and links, join,")
     print("extract, filter) with the extractor alone running beside it on the same CPU;")
     print(f"{2 * len(pages)} minus {len(pages)} documents, so start-up is taken out")
     print(

@@ -39,11 +39,13 @@ import numpy as np
 from pipeline import beamio
 from pipeline.build import minhash
 from pipeline.build.dedup import Deduplicate, union_find_components
+from pipeline.build.parts import ExtractedParts, write_documents
 from pipeline.build.textnorm import text_hash
 from pipeline.config import load
 
 REPO = Path(__file__).resolve().parent.parent
 NGRAM = 5
+PARTS = 8  # extracted parts the documents are written to before dedup reads them
 
 
 class TextMaker:
@@ -121,6 +123,11 @@ def make_corpus(
                 "first_created_utc": 1_300_000_000 + rng.randint(0, 10**8),
                 "normalized_url": f"http://site{rng.randint(0, 99)}.example/{doc_id}",
                 "final_url": f"http://site{rng.randint(0, 99)}.example/{doc_id}",
+                "host": "site.example",
+                "word_count": len(text.split()),
+                "token_count": len(text.split()),
+                "submissions": [],
+                "extractor": "bench",
             }
         )
         kinds[doc_id] = (kind, original or doc_id)
@@ -176,21 +183,33 @@ def true_pairs(docs: list[dict]) -> dict[tuple[str, str], float]:
     return {(a, b): minhash.exact_jaccard(sets[a], sets[b]) for a, b in pairs}
 
 
-def webtext_removed(
-    docs: list[dict], config, folder: Path
-) -> tuple[list[tuple[str, str]], dict, float]:
-    out = folder / "removed"
+def write_extracted(docs: list[dict], folder: Path) -> ExtractedParts:
+    """The documents as the build's extract phase leaves them, so dedup reads them from files."""
+    parts = ExtractedParts(str(folder / "extracted"), PARTS)
+    write_documents(parts, docs, row_group_rows=1000)
+    return parts
+
+
+def run_dedup(parts: ExtractedParts, config, out: Path, beam_args: list[str]) -> dict:
+    """Deduplicate over the extracted parts; removals as JSON lines [doc_id, kept_doc_id]."""
 
     def build(p: beam.Pipeline) -> None:
-        result = p | beam.Create(docs) | Deduplicate(config)
         (
-            result["removed"]
+            p
+            | Deduplicate(config, parts)
             | beam.Map(lambda r: json.dumps([r["doc_id"], r["kept_doc_id"]]))
             | beam.io.WriteToText(str(out))
         )
 
+    return beamio.run_pipeline("build", build, beam_args)
+
+
+def webtext_removed(
+    docs: list[dict], config, folder: Path
+) -> tuple[list[tuple[str, str]], dict, float]:
+    parts = write_extracted(docs, folder)
     started = time.perf_counter()
-    counters = beamio.run_pipeline("build", build, [])
+    counters = run_dedup(parts, config, folder / "removed", [])
     seconds = time.perf_counter() - started
     lines = [line for f in folder.glob("removed*") for line in f.read_text().splitlines()]
     return [tuple(json.loads(line)) for line in lines], counters, seconds

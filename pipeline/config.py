@@ -109,8 +109,8 @@ class BuildConfig:
     min_language_score: float
     junk_filter: bool  # bot checks, cookie walls, soft 404s
     write_rejected: bool  # also write the removed documents with their text
-    num_shards: int  # output document shards (0: size them by target_shard_mb)
-    target_shard_mb: int
+    phase: str  # "all", or "extract", "dedup" or "write" alone (docs/build.md)
+    partitions: int  # extracted parts = document shards; a part is held in memory when written
     row_group_rows: int
 
 

@@ -44,6 +44,10 @@ STAGE_DIRS = {
 }
 # Stage folders that earlier versions named otherwise: stage -> old name.
 OLD_STAGE_DIRS = {"build": "docs"}
+# The build stage's persisted phases, beside its dataset folder: the extracted documents in
+# parts, and dedup's removals (docs/build.md).
+EXTRACTED_DIR = "extracted"
+DEDUP_DIR = "dedup"
 # Inside the build stage's dataset folder, laid out as a Hugging Face dataset.
 DOCUMENT_SHARDS = "data/documents-*.parquet"
 CONFIG_RECORD = "_config.json"
@@ -190,8 +194,18 @@ def check_data_root(config: Config, data_root: str, stage: str) -> None:
 
     Records the relevant sections the first time, so a rerun with the same config resumes.
     """
-    sections = STAGE_INPUTS[stage]
-    record_path = join(stage_dir(data_root, stage), CONFIG_RECORD)
+    check_folder_config(config, data_root, STAGE_DIRS[stage], STAGE_INPUTS[stage], stage)
+
+
+def check_folder_config(
+    config: Config, data_root: str, folder: str, sections: Iterable[str], what: str
+) -> None:
+    """check_data_root for a folder of the data root whose files follow the config's
+    `sections`; `what` names the run in the message."""
+    sections = tuple(sections)
+    folder = join(data_root, folder)
+    record_path = join(folder, CONFIG_RECORD)
+    stage = what
     current = {s: config.to_dict()[s] for s in sections}
     if exists(record_path):
         previous = read_json(record_path)
@@ -207,8 +221,8 @@ def check_data_root(config: Config, data_root: str, stage: str) -> None:
                         "use another --data-root, or delete that stage's folder to redo it"
                     )
         return
-    if not exists(stage_dir(data_root, stage)):
-        make_dirs(stage_dir(data_root, stage))
+    if not exists(folder):
+        make_dirs(folder)
     write_json(record_path, current)
 
 

@@ -144,6 +144,18 @@ REMOVED = _schema(
     ],
 )
 
+REMOVAL = _schema(
+    "removal",
+    1,
+    [
+        pa.field("doc_id", pa.string(), nullable=False),  # the duplicate dedup removes
+        pa.field("kept_doc_id", pa.string(), nullable=False),  # its cluster's kept document
+        pa.field("reason", pa.string(), nullable=False),  # "exact_duplicate" or "near_duplicate"
+        pa.field("cluster_size", pa.int64(), nullable=False),
+        pa.field("part", pa.int64(), nullable=False),  # the extracted part that holds doc_id
+    ],
+)
+
 DEAD_LETTER = _schema(
     "dead_letter",
     1,
@@ -158,7 +170,7 @@ DEAD_LETTER = _schema(
 
 ALL = {
     s.metadata[SCHEMA_NAME_KEY].decode(): s
-    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, DEAD_LETTER)
+    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, REMOVAL, DEAD_LETTER)
 }
 
 

@@ -148,13 +148,13 @@ def killed_run(tmp_path_factory) -> tuple[Path, dict, Config, list[str]]:
     expected = write_fetch_output(root)
     config = load(
         DEMO_CONFIG,
-        [f'tokenizer.ranks_file="{ranks}"', "build.num_shards=1", "run.progress_every=0"],
+        [f'tokenizer.ranks_file="{ranks}"', "build.partitions=2", "run.progress_every=0"],
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(FileBasedSink, "finalize_write", killed)
         with pytest.raises(RuntimeError, match="killed"):
             build.run(config, str(root), [])
-    left_over = sorted(p.name for p in (root / "documents.tmp").iterdir())
+    left_over = sorted(p.name for p in (root / "dedup.tmp").iterdir())
     return root, expected, config, left_over
 
 

@@ -16,6 +16,7 @@ import yaml
 import schemas
 from pipeline import beamio, dataroot
 from pipeline.build import dataset
+from pipeline.build.parts import ExtractedParts, write_documents
 from pipeline.build.textnorm import text_hash
 from pipeline.config import Config, load
 from tests.conftest import DEMO_CONFIG, write_old_build_output
@@ -24,10 +25,10 @@ from tests.readers import doc_ids_by_reader, load_offline
 HOSTS = ["example.com", "news.example.org", "blog.example.net"]
 
 
-def _config(num_shards: int = 3, row_group_rows: int = 7, write_rejected: bool = True) -> Config:
+def _config(partitions: int = 3, row_group_rows: int = 7, write_rejected: bool = True) -> Config:
     config = load(DEMO_CONFIG)
     build = dataclasses.replace(
-        config.build, num_shards=num_shards, row_group_rows=row_group_rows,
+        config.build, partitions=partitions, row_group_rows=row_group_rows,
         write_rejected=write_rejected,
     )  # fmt: skip
     return dataclasses.replace(config, build=build)
@@ -67,30 +68,39 @@ def _document(i: int, rng: random.Random) -> dict:
     }
 
 
-def _removed(doc: dict) -> dict:
+def _copy(doc: dict) -> dict:
+    """A near-duplicate of `doc` that dedup removed."""
     return {
+        **doc,
         "doc_id": doc["doc_id"] + "-r",
         "normalized_url": doc["normalized_url"] + "?copy",
-        "final_url": None,
-        "stage": "dedup",
+    }
+
+
+def _removal(copy: dict, parts: ExtractedParts) -> dict:
+    return {
+        "doc_id": copy["doc_id"],
+        "kept_doc_id": copy["doc_id"].removesuffix("-r"),
         "reason": "near_duplicate",
-        "detail": "cluster of 2 documents",
-        "cluster_id": doc["doc_id"],
-        "kept_doc_id": doc["doc_id"],
-        "text": doc["text"],
+        "cluster_size": 2,
+        "part": parts.part_of(copy["doc_id"]),
     }
 
 
 def _build(data_root: Path, config: Config, n: int = 40, seed: int = 0) -> dict:
+    """The write phase over n documents and 5 near-duplicate copies of them, as extracted
+    parts, and the copies' removals."""
     rng = random.Random(seed)
     docs = [_document(i, rng) for i in range(n)]
-    removed = [_removed(d) for d in docs[:5]]
+    copies = [_copy(d) for d in docs[:5]]
+    parts = ExtractedParts(str(data_root / dataroot.EXTRACTED_DIR), config.build.partitions)
+    write_documents(parts, docs + copies, config.build.row_group_rows)
+    removals = [_removal(c, parts) for c in copies]
     dataroot.check_data_root(config, str(data_root), "build")
 
     def build(p: beam.Pipeline) -> None:
-        kept = p | "Docs" >> beam.Create(docs)
-        gone = p | "Removed" >> beam.Create(removed)
-        _ = {"kept": kept, "removed": gone} | dataset.WriteDocuments(str(data_root), config)
+        gone = p | "Removals" >> beam.Create(removals)
+        _ = gone | dataset.WriteDocuments(str(data_root), config, parts)
 
     counters = beamio.run_pipeline("build", build, [])
     counters.update({"exact_duplicate": 0, "near_duplicate": 5})
@@ -204,9 +214,22 @@ def test_manifest_holds_config_versions_inputs_funnel_and_checksums(built):
     assert manifest["funnel"][:2] == [["submissions", 100], ["links", 60]]
     assert manifest["funnel"][-1] == ["documents written", 40]
     assert ["dedup: near duplicates removed", 5] in manifest["funnel"]
-    entry = manifest["shards"]["removed"][0]
-    assert entry["path"].startswith("removed/removed-00000-of-")
-    assert len(entry["sha256"]) == 64 and entry["rows"] == 5
+    entries = manifest["shards"]["removed"]
+    assert [e["path"] for e in entries] == [
+        f"removed/removed-{i:05d}-of-00003.parquet" for i in range(3)
+    ]
+    assert all(len(e["sha256"]) == 64 for e in entries)
+    assert sum(e["rows"] for e in entries) == 5
+
+
+def test_removed_copies_name_their_kept_document(built):
+    root, _ = built
+    removed = pq.read_table(root / "documents" / "removed").to_pylist()
+    assert len(removed) == 5
+    for row in removed:
+        assert row["stage"] == "dedup" and row["reason"] == "near_duplicate"
+        assert row["cluster_id"] == row["kept_doc_id"] == row["doc_id"].removesuffix("-r")
+        assert row["detail"] == "cluster of 2 documents" and row["text"]
 
 
 def test_dataset_card_has_funnel_domains_and_plots(built):
@@ -225,7 +248,7 @@ def test_validate_passes_on_a_fresh_dataset(built):
 
 
 def test_validate_detects_corruption_missing_and_extra_shards(tmp_path):
-    _build(tmp_path, _config(num_shards=2))
+    _build(tmp_path, _config(partitions=2))
     docs = tmp_path / "documents"
     shard = docs / "data" / "documents-00000-of-00002.parquet"
     data = bytearray(shard.read_bytes())
@@ -240,7 +263,7 @@ def test_validate_detects_corruption_missing_and_extra_shards(tmp_path):
 
 
 def test_validate_detects_row_count_and_schema_mismatch(tmp_path):
-    _build(tmp_path, _config(num_shards=1))
+    _build(tmp_path, _config(partitions=1))
     docs = tmp_path / "documents"
     manifest = json.loads((docs / "manifest.json").read_text())
     manifest["shards"]["documents"][0]["rows"] += 1
@@ -264,13 +287,7 @@ def test_validate_of_the_old_docs_folder_says_it_was_renamed(tmp_path):
         dataset.validate(str(old))
 
 
-def test_shard_count_follows_target_size():
-    assert dataset.shard_count(0, 256) == 1
-    assert dataset.shard_count(256 * 1024 * 1024, 256) == 1
-    assert dataset.shard_count(256 * 1024 * 1024 + 1, 256) == 2
-
-
 def test_removed_text_is_dropped_unless_write_rejected(tmp_path):
-    _build(tmp_path, _config(num_shards=1, write_rejected=False))
+    _build(tmp_path, _config(partitions=1, write_rejected=False))
     table = pq.read_table(tmp_path / "documents" / "removed" / "removed-00000-of-00001.parquet")
     assert table.column("text").null_count == table.num_rows == 5

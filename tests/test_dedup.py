@@ -23,11 +23,13 @@ from pipeline.build.dedup import (
     small_star,
     union_find_components,
 )
+from pipeline.build.parts import ExtractedParts, write_documents
 from pipeline.build.textnorm import text_hash
 from pipeline.config import DedupConfig, load
 from tests.conftest import DEMO_CONFIG
 
 VOCAB = [f"w{i}" for i in range(5000)]
+PARTS = 3
 
 
 def _config(**changes) -> DedupConfig:
@@ -35,6 +37,7 @@ def _config(**changes) -> DedupConfig:
 
 
 def _doc(doc_id: str, text: str, karma: int = 3, created: int = 1000) -> dict:
+    """A schemas.DOCUMENT row as the extract phase writes it."""
     return {
         "doc_id": doc_id,
         "text": text,
@@ -43,6 +46,11 @@ def _doc(doc_id: str, text: str, karma: int = 3, created: int = 1000) -> dict:
         "first_created_utc": created,
         "normalized_url": f"http://example.com/{doc_id}",
         "final_url": f"http://example.com/{doc_id}",
+        "host": "example.com",
+        "word_count": len(text.split()),
+        "token_count": len(text.split()),
+        "submissions": [],
+        "extractor": "test",
     }
 
 
@@ -92,14 +100,19 @@ def _read(folder: Path, name: str) -> list:
 
 
 def _run(docs: list[dict], config: DedupConfig, folder: Path):
+    """Dedup over `docs` written as PARTS extracted parts: (kept ids, removal rows, counters)."""
+    parts = ExtractedParts(str(folder / "extracted"), PARTS)
+    write_documents(parts, docs, row_group_rows=7)
+
     def build(p: beam.Pipeline) -> None:
-        out = p | beam.Create(docs) | Deduplicate(config)
-        _collect(out["kept"] | beam.Map(lambda d: d["doc_id"]), folder, "kept")
-        _collect(out["removed"], folder, "removed")
+        _collect(p | Deduplicate(config, parts), folder, "removed")
 
     counters = beamio.run_pipeline("build", build, [])
     removed = sorted(_read(folder, "removed"), key=lambda r: r["doc_id"])
-    return sorted(_read(folder, "kept")), removed, counters
+    for row in removed:
+        assert row["part"] == parts.part_of(row["doc_id"])
+    gone = {r["doc_id"] for r in removed}
+    return sorted(d["doc_id"] for d in docs if d["doc_id"] not in gone), removed, counters
 
 
 @pytest.mark.parametrize("verify", ["exact", "estimate", "none"])
@@ -110,7 +123,7 @@ def test_known_clusters_keep_one_document_each(verify, tmp_path):
     assert {r["doc_id"]: r["kept_doc_id"] for r in removed} == expected_removed
     assert kept == sorted(d["doc_id"] for d in docs if d["doc_id"] not in expected_removed)
     for row in removed:
-        assert row["stage"] == "dedup" and row["cluster_id"] == row["kept_doc_id"]
+        assert row["cluster_size"] == len(clusters[row["kept_doc_id"]])
         assert row["reason"] == "near_duplicate"  # every kept member is an edited copy
     assert counters["near_duplicate"] == len(expected_removed)
     assert counters["dedup_clusters"] == len(clusters)
@@ -169,7 +182,7 @@ def test_exact_duplicates_are_named_exact(tmp_path):
     docs = [_doc("x1", text, karma=5), _doc("x2", text, karma=9), _doc("x3", text, karma=9)]
     kept, removed, counters = _run(docs, _config(near=False), tmp_path)
     assert kept == ["x2"]  # highest karma, then the smaller doc_id on a full tie
-    assert [(r["doc_id"], r["reason"], r["cluster_id"]) for r in removed] == [
+    assert [(r["doc_id"], r["reason"], r["kept_doc_id"]) for r in removed] == [
         ("x1", "exact_duplicate", "x2"),
         ("x3", "exact_duplicate", "x2"),
     ]
@@ -266,4 +279,4 @@ def test_unconverged_components_are_flagged_and_stay_inside_their_component(tmp_
 
 def test_bad_verify_mode_is_a_one_line_error():
     with pytest.raises(dataroot.StageError, match="verify"):
-        Deduplicate(_config(verify="sometimes"))
+        Deduplicate(_config(verify="sometimes"), ExtractedParts("unused", PARTS))

@@ -36,12 +36,14 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 from apache_beam.io.filesystems import FileSystems
 
 import schemas
 from pipeline import beamio, dataroot
-from pipeline.build.dedup import convergence_problem
+from pipeline.build import parts as part_kinds
+from pipeline.build.dedup import convergence_problem, removed_record
+from pipeline.build.parts import ExtractedParts, filter_part
+from pipeline.build.parts import shard_of as shard_of  # a document's shard is its part
 from pipeline.config import Config
 from pipeline.dataroot import DOCUMENT_SHARDS
 from schemas.records import SCHEMA_VERSION_KEY
@@ -54,10 +56,6 @@ DATA, _ = DOCUMENT_SHARDS.split("/")  # the document shards sit under data/
 SHARD_RECORDS = "_shards"
 MANIFEST = "manifest.json"
 CARD = "README.md"
-# zstd Parquet of English web text is about a third of its UTF-8 size; used to turn
-# build.target_shard_mb into a shard count before anything is written.
-COMPRESSED_FRACTION = 0.35
-ROW_OVERHEAD_BYTES = 300  # URLs, submissions and the other columns of one row
 VERSIONED_PACKAGES = (
     "webtext", "apache-beam", "pyarrow", "numpy", "datasketch", "trafilatura", "tiktoken",
     "xxhash", "py3langid", "ftfy",
@@ -76,20 +74,6 @@ SIZE_CATEGORIES = [
 def shard_name(kind: str, index: int, num_shards: int) -> str:
     """Path of a shard relative to the dataset folder, e.g. data/documents-00003-of-00008.parquet."""
     return f"{_KINDS[kind][1]}/{kind}-{index:05d}-of-{num_shards:05d}.parquet"
-
-
-def shard_of(doc_id: str, num_shards: int) -> int:
-    return xxhash.xxh64_intdigest(doc_id.encode("utf-8")) % num_shards
-
-
-def shard_count(total_bytes: int, target_shard_mb: int) -> int:
-    """Shards needed for `total_bytes` of estimated Parquet at `target_shard_mb` each."""
-    return max(1, math.ceil(total_bytes / (target_shard_mb * 1024 * 1024)))
-
-
-def estimated_parquet_bytes(row: dict[str, Any]) -> int:
-    text = row.get("text") or ""
-    return int((len(text.encode("utf-8")) + ROW_OVERHEAD_BYTES) * COMPRESSED_FRACTION)
 
 
 def stored_schema(schema: pa.Schema) -> pa.Schema:
@@ -119,124 +103,86 @@ def sha256_of(path: str) -> str:
 # ---------------------------------------------------------------- Beam: writing shards
 
 
-class _WriteShard(beam.DoFn):
-    def __init__(self, docs_dir: str, scratch: str, kind: str, row_group_rows: int):
-        self.docs_dir, self.scratch = docs_dir, scratch
-        self.kind, self.row_group_rows = kind, row_group_rows
+class WritePart(beam.DoFn):
+    """(part, {"removal": schemas.REMOVAL rows of the part}) -> the part's document shard
+    (the extracted part without its removals, streamed a row group at a time), its removed
+    shard (what the filters and dedup removed), its dead letters; one record per shard.
 
-    def process(self, item: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict]:
-        index, values = item
-        rows = sorted((v for v in values if v is not None), key=_sort_key)
-        schema = _KINDS[self.kind][0]
-        data = beamio.parquet_bytes(rows, schema, self.row_group_rows)
-        name = shard_name(self.kind, index, num_shards)
+    Shard i of N is extracted part i, so each is written whole by one worker, into the
+    scratch folder beside the dataset (dataroot.scratch_dir) and renamed into place."""
+
+    def __init__(self, data_root: str, config: Config, parts: ExtractedParts):
+        self.docs_dir = dataroot.stage_dir(data_root, "build")
+        self.scratch = dataroot.scratch_dir(data_root, "build")
+        self.build, self.parts = config.build, parts
+
+    def process(self, item: tuple[int, dict[str, Iterable[Any]]]) -> Iterator[dict]:
+        index, joined = item
+        removals = {r["doc_id"]: r for r in joined["removal"]}
+        kept = filter_part(
+            self.parts.path(part_kinds.DOCUMENTS, index),
+            removals,
+            schemas.DOCUMENT,
+            self.build.row_group_rows,
+        )
+        beamio.counter("build", "documents_written").inc(kept.rows)
+        yield self._shard(DOCUMENTS, index, kept.data, kept.rows)
+        removed = _read_rows(self.parts.path(part_kinds.REMOVED, index))
+        for doc in kept.removed:
+            removal = removals[doc["doc_id"]]
+            detail = f"cluster of {removal['cluster_size']} documents"
+            row = removed_record(doc, removal["kept_doc_id"], removal["reason"], detail)
+            removed.append(row if self.build.write_rejected else {**row, "text": None})
+        removed.sort(key=_sort_key)
+        data = beamio.parquet_bytes(removed, schemas.REMOVED, self.build.row_group_rows)
+        yield self._shard(REMOVED, index, data, len(removed))
+        dead = self.parts.path(part_kinds.DEAD_LETTER, index)
+        if _read_rows(dead):
+            target = dataroot.join(self.docs_dir, FileSystems.split(dead)[1])
+            dataroot.write_bytes_atomic(target, dataroot.read_bytes(dead), self.scratch)
+
+    def _shard(self, kind: str, index: int, data: bytes, rows: int) -> dict:
+        name = shard_name(kind, index, self.parts.count)
         dataroot.write_bytes_atomic(dataroot.join(self.docs_dir, name), data, self.scratch)
         record = {
-            "kind": self.kind,
+            "kind": kind,
             "path": name,
             "index": index,
-            "num_shards": num_shards,
-            "rows": len(rows),
+            "num_shards": self.parts.count,
+            "rows": rows,
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         record_name = name.replace("/", "__").removesuffix(".parquet") + ".json"
         record_path = dataroot.join(self.docs_dir, SHARD_RECORDS, record_name)
         dataroot.write_json(record_path, record, self.scratch)
-        beamio.counter("build", f"{self.kind}_shards").inc()
-        yield record
+        beamio.counter("build", f"{kind}_shards").inc()
+        return record
 
 
-class _WriteShards(beam.PTransform):
-    """Rows -> `kind` shards: N fixed, or sized from the estimated bytes of all rows."""
-
-    def __init__(
-        self,
-        docs_dir: str,
-        scratch: str,
-        kind: str,
-        num_shards: int,
-        target_mb: int,
-        row_group_rows: int,
-    ):
-        super().__init__()
-        self.docs_dir, self.scratch, self.kind = docs_dir, scratch, kind
-        self.num_shards, self.target_mb, self.row_group_rows = num_shards, target_mb, row_group_rows
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        if self.num_shards > 0:
-            count = rows.pipeline | "ShardCount" >> beam.Create([self.num_shards])
-        else:
-            target = self.target_mb
-            count = (
-                rows
-                | "EstimateBytes" >> beam.Map(estimated_parquet_bytes)
-                | "TotalBytes" >> beam.CombineGlobally(sum)
-                | "ShardCount" >> beam.Map(lambda total: shard_count(total, target))
-            )
-        n = beam.pvalue.AsSingleton(count)
-        keyed = rows | "AssignShard" >> beam.Map(
-            lambda row, n: (shard_of(row["doc_id"], n), row), n=n
-        )
-        every_shard = count | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
-        return (
-            (keyed, every_shard)
-            | "Merge" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard"
-            >> beam.ParDo(
-                _WriteShard(self.docs_dir, self.scratch, self.kind, self.row_group_rows), n
-            )
-        )
-
-
-def _without_text(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "text": None}
+def _read_rows(path: str) -> list[dict]:
+    with FileSystems.open(path) as f:
+        return pq.read_table(io.BytesIO(f.read())).to_pylist()
 
 
 class WriteDocuments(beam.PTransform):
-    """Kept documents (and removed rows) -> deterministic zstd Parquet shards under documents/.
+    """schemas.REMOVAL rows -> every part's shards under documents/ (WritePart); a part
+    without removals is written too. Output: one record per shard written."""
 
-    Input: a PCollection of documents, or a dict {"kept": documents, "removed": REMOVED
-    rows} such as `Deduplicate` returns (flatten the filters' removed rows into "removed").
-    Output: one record per shard written (kind, path, rows, bytes, sha256).
-    """
-
-    def __init__(self, data_root: str, config: Config):
+    def __init__(self, data_root: str, config: Config, parts: ExtractedParts):
         super().__init__()
-        self.docs_dir = dataroot.stage_dir(data_root, "build")
-        self.scratch = dataroot.scratch_dir(data_root, "build")
-        self.build = config.build
+        self.data_root, self.config, self.parts = data_root, config, parts
 
-    def expand(self, pcolls: Any) -> beam.PCollection:
-        if isinstance(pcolls, dict):
-            kept, removed = pcolls["kept"], pcolls.get("removed")
-        else:
-            kept, removed = pcolls, None
-        b = self.build
-        written = [
-            kept
-            | "WriteDocumentShards"
-            >> _WriteShards(
-                self.docs_dir,
-                self.scratch,
-                DOCUMENTS,
-                b.num_shards,
-                b.target_shard_mb,
-                b.row_group_rows,
-            )  # fmt: skip
-        ]
-        if removed is not None:
-            if not b.write_rejected:
-                removed = removed | "DropRemovedText" >> beam.Map(_without_text)
-            written.append(
-                removed
-                | "WriteRemovedShards"
-                >> _WriteShards(
-                    self.docs_dir, self.scratch, REMOVED, 0, b.target_shard_mb, b.row_group_rows
-                )
-            )
-        return written | "ShardRecords" >> beam.Flatten()
+    def expand(self, removals: beam.PCollection) -> beam.PCollection:
+        every_part = removals.pipeline | "EveryPart" >> beam.Create(
+            [(i, i) for i in range(self.parts.count)]
+        )
+        by_part = removals | "KeyByPart" >> beam.Map(lambda r: (r["part"], r))
+        return (
+            {"part": every_part, "removal": by_part}
+            | "JoinRemovalsByPart" >> beam.CoGroupByKey()
+            | "WritePart" >> beam.ParDo(WritePart(self.data_root, self.config, self.parts))
+        )
 
 
 # ---------------------------------------------------------------- after the pipeline

@@ -1,20 +1,23 @@
 """Exact and MinHash near-duplicate removal as Beam shuffles, on any runner, at any scale.
 
-    documents ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
+    ReadParts ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
                ├─ Signatures ─ LshBuckets: GroupByKey(band, band hash) ─ CandidatePairs
-               │                 ─ Verify: join both ends with their sketches ─ Jaccard >= t
+               │     ─ Sketches: the candidates' texts read back from their parts
+               │     ─ Verify: join both ends with their sketches ─ Jaccard >= t
                │       exact edges + verified edges ─ Components (large-star / small-star)
                ├─ KeepRule:      GroupByKey(component) ─ one kept per cluster, the rest removed
                ├─ VerifyAgainstKept: CoGroupByKey(removed id), CoGroupByKey(kept id) ─ J >= t
-               └─ SplitKeptRemoved: CoGroupByKey(doc_id) ─ {"kept", "removed"}
+               └─ RemovalRows:   schemas.REMOVAL rows, ids only, for the write phase
+
+Text is shingled where it is read and never shuffled: the shuffles carry ranks, band keys,
+ids, and the sketches of candidate pairs' documents.
 
 Both kinds of duplicate become edges of one graph, and one document is kept per connected
 component, by the keep rule: highest karma (the link's aggregate karma under the links
 stage's karma rule), then earliest first submission, then smallest doc_id. A removed
 document whose text hash equals the kept one's is an "exact_duplicate", otherwise a
 "near_duplicate"; its cluster is named by the kept doc_id. This gives the same clusters as
-exact dedup followed by near dedup of the survivors (copies have equal signatures), in one
-less shuffle of whole documents.
+exact dedup followed by near dedup of the survivors (copies have equal signatures).
 
 Components chain variants (A~B~C with J(A,C) below the threshold), so each would-be-removed
 near-duplicate is checked against its cluster's kept document with the same verification
@@ -55,6 +58,7 @@ from pipeline.build.minhash import (
     shingle_hashes,
     shingle_set,
 )
+from pipeline.build.parts import DOCUMENTS, ExtractedParts, texts_of
 from pipeline.config import DedupConfig
 
 log = logging.getLogger("webtext")
@@ -65,6 +69,8 @@ log = logging.getLogger("webtext")
 ALL_PAIRS_MAX_BUCKET = 16
 VERIFY_MODES = ("none", "estimate", "exact")
 EXACT_DUPLICATE = "exact_duplicate"
+# What dedup reads of each extracted document; "text" only where it is shingled.
+DEDUP_COLUMNS = ("doc_id", "karma", "first_created_utc", "text_hash", "text")
 NEAR_DUPLICATE = "near_duplicate"
 
 Edge = tuple[str, str]  # (smaller id, larger id)
@@ -181,8 +187,18 @@ def _counter(name: str) -> Any:
 # ---------------------------------------------------------------- DoFns: wiring only
 
 
+def verification_sketch(text: str, hasher: MinHasher, config: DedupConfig) -> bytes | None:
+    """What verify compares for one document: its shingle set ("exact") or its signature
+    ("estimate"); None without shingles."""
+    hashes = shingle_hashes(text, config.ngram)
+    if config.verify == "exact":
+        return shingle_set(hashes).tobytes() if len(hashes) else None
+    signature = hasher.signature_from_hashes(hashes)
+    return None if signature is None else signature.tobytes()
+
+
 class _SignDocuments(beam.DoFn):
-    """doc -> (band key, doc_id) per band; tagged "sketch": (doc_id, bytes) for verification."""
+    """doc -> (band key, doc_id) per band; the doc's text goes no further."""
 
     def __init__(self, config: DedupConfig, params: LshParams):
         self.config, self.params = config, params
@@ -197,13 +213,28 @@ class _SignDocuments(beam.DoFn):
         if signature is None:
             self.no_shingles.inc()
             return
-        doc_id = doc["doc_id"]
         for key in band_keys(signature, self.params):
-            yield key, doc_id
-        if self.config.verify == "exact":
-            yield TaggedOutput("sketch", (doc_id, shingle_set(hashes).tobytes()))
-        elif self.config.verify == "estimate":
-            yield TaggedOutput("sketch", (doc_id, signature.tobytes()))
+            yield key, doc["doc_id"]
+
+
+class _SketchCandidates(beam.DoFn):
+    """(part, candidate doc_ids) -> (doc_id, sketch bytes): the part's texts of those
+    documents only, read back from the extracted part a row group at a time."""
+
+    def __init__(self, config: DedupConfig, parts: ExtractedParts):
+        self.config, self.parts = config, parts
+
+    def setup(self) -> None:
+        self.hasher = MinHasher(self.config.num_perm, self.config.seed, self.config.scheme)
+        self.sketched = _counter("dedup_sketched_documents")
+
+    def process(self, item: tuple[int, Iterable[str]]) -> Iterator[tuple[str, bytes]]:
+        index, doc_ids = item
+        for doc_id, text in texts_of(self.parts.path(DOCUMENTS, index), doc_ids):
+            sketch = verification_sketch(text, self.hasher, self.config)
+            if sketch is not None:
+                self.sketched.inc()
+                yield doc_id, sketch
 
 
 def _sketch_array(blob: bytes, mode: str) -> np.ndarray:
@@ -359,25 +390,17 @@ def removed_record(doc: dict[str, Any], kept_doc_id: str, reason: str, detail: s
     }
 
 
-class _SplitKeptRemoved(beam.DoFn):
-    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[Any]:
-        _, joined = item
-        docs = sorted(joined["doc"], key=lambda d: Rank.of(d).keep_key())
-        removals = joined["removal"]
-        for i, doc in enumerate(docs):
-            if removals:
-                kept_doc_id, reason, size = removals[0]
-                _counter(reason).inc()
-                detail = f"cluster of {size} documents"
-                yield TaggedOutput("removed", removed_record(doc, kept_doc_id, reason, detail))
-            elif i > 0:  # a doc_id seen twice: upstream should make them unique
-                _counter("dedup_duplicate_doc_id").inc()
-                detail = "same doc_id as the kept document"
-                yield TaggedOutput(
-                    "removed", removed_record(doc, docs[0]["doc_id"], EXACT_DUPLICATE, detail)
-                )
-            else:
-                yield doc
+def removal_row(removed_id: str, removal: tuple[str, str, int], parts: ExtractedParts) -> dict:
+    """A schemas.REMOVAL row: ids only; the write phase finds the document in its part."""
+    kept_doc_id, reason, size = removal
+    _counter(reason).inc()
+    return {
+        "doc_id": removed_id,
+        "kept_doc_id": kept_doc_id,
+        "reason": reason,
+        "cluster_size": size,
+        "part": parts.part_of(removed_id),
+    }
 
 
 # ---------------------------------------------------------------- composite transforms
@@ -423,9 +446,11 @@ class ConnectedComponents(beam.PTransform):
 
 
 class Deduplicate(beam.PTransform):
-    """Documents (schemas.DOCUMENT dicts) -> {"kept": documents, "removed": REMOVED dicts}."""
+    """The extracted parts (pipeline.build.parts) -> schemas.REMOVAL rows, one per document
+    to remove. Reads the parts itself: text is shingled where it is read and never shuffled,
+    and read again only for the documents of candidate pairs (their sketches)."""
 
-    def __init__(self, config: DedupConfig):
+    def __init__(self, config: DedupConfig, parts: ExtractedParts):
         super().__init__()
         if config.verify not in VERIFY_MODES:
             raise dataroot.StageError(
@@ -433,14 +458,17 @@ class Deduplicate(beam.PTransform):
             )
         if config.max_rounds < 1:
             raise dataroot.StageError("[dedup] max_rounds must be at least 1")
-        self.config = config
+        self.config, self.parts = config, parts
         self.params = optimal_params(config.threshold, config.num_perm)
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, pipeline: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.config
-        pipeline = docs.pipeline
         if not (config.exact or config.near):
-            return {"kept": docs, "removed": pipeline | "NoRemovals" >> beam.Create([])}
+            return pipeline | "NoRemovals" >> beam.Create([])
+        columns = list(DEDUP_COLUMNS if config.near else DEDUP_COLUMNS[:-1])
+        docs = pipeline | "ReadParts" >> beam.io.ReadFromParquet(
+            self.parts.pattern(), columns=columns
+        )
         ranks = docs | "Ranks" >> beam.Map(lambda d: (d["doc_id"], Rank.of(d)))
         edge_sets = []
         if config.exact:
@@ -452,7 +480,7 @@ class Deduplicate(beam.PTransform):
             )
         sketches = None
         if config.near:
-            near = docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params)
+            near = docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params, self.parts)
             edge_sets.append(near["edges"])
             sketches = near["sketch"]
         labels = (
@@ -471,16 +499,10 @@ class Deduplicate(beam.PTransform):
             removals = removals | "VerifyAgainstKept" >> _VerifyRemovals(
                 sketches, config.verify, config.threshold
             )
-        split = (
-            {
-                "doc": docs | "KeyByDocId" >> beam.Map(lambda d: (d["doc_id"], d)),
-                "removal": removals,
-            }
-            | "JoinDocsWithRemovals" >> beam.CoGroupByKey()
-            | "SplitKeptRemoved"
-            >> beam.ParDo(_SplitKeptRemoved()).with_outputs("removed", main="kept")
+        parts = self.parts
+        return removals | "RemovalRows" >> beam.MapTuple(
+            lambda removed_id, removal: removal_row(removed_id, removal, parts)
         )
-        return {"kept": split.kept, "removed": split.removed}
 
 
 class _VerifyRemovals(beam.PTransform):
@@ -511,18 +533,16 @@ class _VerifyRemovals(beam.PTransform):
 
 class _NearDuplicateEdges(beam.PTransform):
     """Documents -> {"edges": verified near-duplicate edges (a, b), a < b,
-    "sketch": (doc_id, sketch bytes), empty when verify = "none"}."""
+    "sketch": (doc_id, sketch bytes) of the candidates' documents; empty when verify = "none"}."""
 
-    def __init__(self, config: DedupConfig, params: LshParams):
+    def __init__(self, config: DedupConfig, params: LshParams, parts: ExtractedParts):
         super().__init__()
-        self.config, self.params = config, params
+        self.config, self.params, self.parts = config, params, parts
 
     def expand(self, docs: beam.PCollection) -> beam.PCollection:
-        signed = docs | "Signatures" >> beam.ParDo(
-            _SignDocuments(self.config, self.params)
-        ).with_outputs("sketch", main="bands")
         candidates = (
-            signed.bands
+            docs
+            | "Signatures" >> beam.ParDo(_SignDocuments(self.config, self.params))
             | "LshBuckets" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(_bucket_pairs)
             | "CandidatePairs" >> beam.Distinct()
@@ -531,18 +551,27 @@ class _NearDuplicateEdges(beam.PTransform):
         mode = self.config.verify
         if mode == "none":
             edges = candidates | "CountVerified" >> beam.Map(_count("dedup_verified_pairs"))
-            return {"edges": edges, "sketch": signed.sketch}
+            return {"edges": edges, "sketch": docs.pipeline | "NoSketches" >> beam.Create([])}
+        parts = self.parts
+        sketches = (
+            candidates
+            | "CandidateDocs" >> beam.FlatMap(lambda pair: pair)
+            | "EachCandidateOnce" >> beam.Distinct()
+            | "KeyByPart" >> beam.Map(lambda doc_id: (parts.part_of(doc_id), doc_id))
+            | "CandidatesByPart" >> beam.GroupByKey()
+            | "Sketches" >> beam.ParDo(_SketchCandidates(self.config, parts))
+        )
         half = (
-            {"sketch": signed.sketch, "pair": candidates}
+            {"sketch": sketches, "pair": candidates}
             | "JoinFirstEnd" >> beam.CoGroupByKey()
             | "CarryFirstSketch" >> beam.FlatMap(_first_end_with_sketch)
         )
         edges = (
-            {"sketch": signed.sketch, "half": half}
+            {"sketch": sketches, "half": half}
             | "JoinSecondEnd" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_VerifyPairs(mode, self.config.threshold))
         )
-        return {"edges": edges, "sketch": signed.sketch}
+        return {"edges": edges, "sketch": sketches}
 
 
 def convergence_problem(counters: dict[str, int]) -> str | None:

@@ -1,33 +1,38 @@
-"""The build stage: archived responses -> extracted, filtered, deduplicated documents.
+"""The build stage: archived responses -> extracted, filtered, deduplicated documents, in
+three phases, each a Beam pipeline with one persisted output (docs/build.md):
 
+extract (this module):
     fetch/ fetch log --ReadFetchLog--> links/ --ReadLinks-->
         --JoinLinks-->      CoGroupByKey on normalized_url: one stored response per URL,
                             with the submissions and karma that brought it in
         --DropWikipedia-->  the final URL, after redirects, on a Wikipedia host
-        --BatchPages-->     PAGES_PER_BATCH pages per extractor child per round trip
-        --Extract-->        pipeline.build.extract.analyze in a killable child process
-                            (pipeline.build.supervisor): read the WARC record, decode,
-                            trafilatura, normalize, language, the filters' verdict
-                            (pipeline.build.filters), word and GPT-2 token counts; then the
-                            document row
-        --Filter-->         keeps the documents no filter rejected: Wikipedia mirrors, junk
-                            pages, language, length
-        --Deduplicate-->    exact and MinHash near-duplicates (pipeline.build.dedup)
-        --WriteDocuments--> pipeline.build.dataset: documents/data/documents-*.parquet
-                            (schemas.DOCUMENT) and documents/removed/removed-*.parquet
-                            (schemas.REMOVED: every dropped document and why), then the
-                            manifest and the dataset card
-    and documents/dead-letter-*.parquet (fetch-log rows that could not be used),
-    documents/_summary.json. Files are written in documents.tmp/ (dataroot.scratch_dir) and
-    moved into documents/ when complete; the run deletes documents.tmp/ when it finishes.
+        --GroupByPart-->    pages (WARC locations, never text), removed rows and dead
+                            letters by part: xxh64(doc_id) mod build.partitions
+        --ExtractPart-->    per part, pipeline.build.extract.analyze in killable child
+                            processes (pipeline.build.supervisor): read the WARC record,
+                            decode, trafilatura, normalize, language, the filters' verdict
+                            (pipeline.build.filters), word and GPT-2 token counts; the
+                            documents no filter rejected, the removed rows and the dead
+                            letters written as the part's files in extracted/
+                            (pipeline.build.parts); a part already written is skipped
+dedup (pipeline.build.phases): extracted/ --Deduplicate--> dedup/removals-*.parquet
+write (pipeline.build.phases): each part without its removals --WriteDocuments-->
+    documents/data/documents-*.parquet (schemas.DOCUMENT), documents/removed/removed-*.parquet
+    (schemas.REMOVED: every dropped document and why), documents/dead-letter-*.parquet, then
+    the manifest, the dataset card and documents/_summary.json.
+
+`build.phase` runs one phase alone. Files are written in a scratch folder beside their own
+(extracted.tmp/, dedup.tmp/, documents.tmp/) and moved in when complete.
 
 Every drop increments a counter named after its reason in the "webtext.build" namespace.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,8 +42,7 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from pipeline import beamio, dataroot
 from pipeline.bpe import load_gpt2
-from pipeline.build import dataset
-from pipeline.build.dedup import Deduplicate
+from pipeline.build import dataset, parts, phases
 from pipeline.build.extract import (
     EXTRACTOR,
     AnalyzeSettings,
@@ -49,15 +53,15 @@ from pipeline.build.extract import (
     failure_counter,
     warm_up,
 )
-from pipeline.build.filters import Rejection, wikipedia
+from pipeline.build.filters import wikipedia
+from pipeline.build.parts import ExtractedParts
 from pipeline.build.supervisor import ItemFailed, SupervisorPool, default_pool_size
 from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
-from schemas.records import DEAD_LETTER, SCHEMA_NAME_KEY
+from schemas.records import SCHEMA_NAME_KEY
 
 STAGE = "build"
 LINKS_PATTERN = "links-*.parquet"
-DEAD_LETTER_PREFIX = "dead-letter"
 # Pages sent to the extractor child in one message, so that it works through them without
 # waiting on its parent; it reads their bodies from the WARC files one at a time.
 PAGES_PER_BATCH = 16
@@ -188,9 +192,8 @@ class JoinFetchWithLink(beam.DoFn):
         elif not links:
             beamio.counter(STAGE, "dead_letter_no_link").inc()
             detail = "no link row for this normalized_url"
-            yield beam.pvalue.TaggedOutput(
-                "dead_letter", beamio.dead_letter("fetch log", None, "no_link", detail, row)
-            )
+            dead = beamio.dead_letter("fetch log", None, "no_link", detail, row)
+            yield beam.pvalue.TaggedOutput("dead_letter", (row["normalized_url"], dead))
         else:
             yield stored_page(row, links[0])
 
@@ -215,56 +218,90 @@ def extract_workers(build: BuildConfig) -> int:
     return build.extract_workers or default_pool_size()
 
 
-class Extract(beam.DoFn):
-    """A batch of StoredPages -> (document, the rejecting filter or None) each; pages without
-    a document -> removed rows counted by reason, or dead letters when the WARC record cannot
-    be read.
+def page_outcome(
+    page: StoredPage, outcome: PageText | ItemFailed, fetch_dir: str, write_rejected: bool
+) -> tuple[str, dict, list[str]]:
+    """What one analyzed page becomes: (parts kind, its row, the counters it increments).
+
+    A document no filter rejected is kept; a rejected one, or a page without a document, is
+    a removed row named after the reason; an unreadable WARC record is a dead letter.
+    """
+    url, final_url = page.normalized_url, page.final_url
+    if isinstance(outcome, ItemFailed) and outcome.reason == "warc_unreadable":
+        path = dataroot.join(fetch_dir, page.warc_file)
+        row = beamio.dead_letter(path, None, "warc_unreadable", outcome.detail, final_url)
+        return parts.DEAD_LETTER, row, ["dead_letter_warc"]
+    if isinstance(outcome, ItemFailed):
+        counter = failure_counter(outcome)
+        row = removed_row(url, final_url, "extract", counter, outcome.detail, None)
+        return parts.REMOVED, row, ["responses_read", counter]
+    doc, rejection = document_row(page, outcome), outcome.rejection
+    if rejection is None:
+        return parts.DOCUMENTS, doc, ["responses_read", "extracted", "kept"]
+    text = doc["text"] if write_rejected else None
+    row = removed_row(url, final_url, "filter", rejection.reason, rejection.detail, text)
+    return parts.REMOVED, row, ["responses_read", "extracted", rejection.reason]
+
+
+class ExtractPart(beam.DoFn):
+    """(part, {"page": StoredPages, "removed": rows, "dead_letter": rows}) -> the part's files
+    in extracted/ (pipeline.build.parts), written by this DoFn: documents never enter a
+    PCollection. A part already written is skipped and its recorded counters counted again,
+    so a rerun resumes without loss or duplicates.
 
     Each page is `extract.analyze`d in one of this instance's killable child processes
-    (pipeline.build.supervisor, `build.extract_workers` of them): a batch per round trip, a
-    time limit per page.
+    (pipeline.build.supervisor, `build.extract_workers` of them): PAGES_PER_BATCH pages per
+    child per round trip, a time limit per page.
     """
 
-    def __init__(self, config: Config, fetch_dir: str):
-        self.config = config
-        self.fetch_dir = fetch_dir
+    def __init__(self, config: Config, fetch_dir: str, extracted: ExtractedParts, scratch: str):
+        self.config, self.fetch_dir = config, fetch_dir
+        self.extracted, self.scratch = extracted, scratch
 
     def setup(self) -> None:
         config = self.config
         load_gpt2(config.tokenizer)  # a missing ranks file fails here, not in every page
         settings = AnalyzeSettings(config.build, config.tokenizer, self.fetch_dir)
+        self.workers = extract_workers(config.build)
         self.supervisor = SupervisorPool(
             functools.partial(analyze, settings=settings),
             config.build.extract_timeout_s,
             warm_up=functools.partial(warm_up, settings),
-            size=extract_workers(config.build),
+            size=self.workers,
         )
         self.progress = beamio.ProgressLog(STAGE, "responses extracted", config.run.progress_every)
 
-    def process(self, pages: list[StoredPage]) -> Iterator[Any]:
-        for page, outcome in zip(pages, self.supervisor.map(pages), strict=True):
-            self.progress.tick()
-            if isinstance(outcome, ItemFailed) and outcome.reason == "warc_unreadable":
-                beamio.counter(STAGE, "dead_letter_warc").inc()
-                path = dataroot.join(self.fetch_dir, page.warc_file)
-                yield beam.pvalue.TaggedOutput(
-                    "dead_letter",
-                    beamio.dead_letter(
-                        path, None, "warc_unreadable", outcome.detail, page.final_url
-                    ),
+    def process(self, item: tuple[int, dict[str, Iterable[Any]]]) -> Iterator[int]:
+        index, grouped = item
+        if self.extracted.is_written(index):
+            tally = self.extracted.read_record(index)["counters"]
+        else:
+            tally = self._extract(index, grouped)
+        for name, value in tally.items():
+            beamio.counter(STAGE, name).inc(value)
+        yield index
+
+    def _extract(self, index: int, grouped: dict[str, Iterable[Any]]) -> dict[str, int]:
+        rows: dict[str, list[dict]] = {
+            parts.DOCUMENTS: [],
+            parts.REMOVED: list(grouped["removed"]),
+            parts.DEAD_LETTER: list(grouped["dead_letter"]),
+        }
+        tally: Counter[str] = Counter()
+        pages = sorted(grouped["page"], key=lambda page: page.normalized_url)
+        batch = PAGES_PER_BATCH * self.workers
+        for start in range(0, len(pages), batch):
+            chunk = pages[start : start + batch]
+            for page, outcome in zip(chunk, self.supervisor.map(chunk), strict=True):
+                self.progress.tick()
+                kind, row, counters = page_outcome(
+                    page, outcome, self.fetch_dir, self.config.build.write_rejected
                 )
-                continue
-            beamio.counter(STAGE, "responses_read").inc()
-            if isinstance(outcome, ItemFailed):
-                counter = failure_counter(outcome)
-                beamio.counter(STAGE, counter).inc()
-                url, final_url = page.normalized_url, page.final_url
-                yield beam.pvalue.TaggedOutput(
-                    "removed", removed_row(url, final_url, "extract", counter, outcome.detail, None)
-                )
-            else:
-                beamio.counter(STAGE, "extracted").inc()
-                yield document_row(page, outcome), outcome.rejection
+                rows[kind].append(row)
+                tally.update(counters)
+        counts = dict(sorted(tally.items()))
+        self.extracted.write(index, rows, counts, self.scratch, self.config.build.row_group_rows)
+        return counts
 
     def teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)
@@ -272,41 +309,20 @@ class Extract(beam.DoFn):
             supervisor.close()
 
 
-class Filter(beam.DoFn):
-    """(document, rejection or None) -> the document, or a removed row named after the
-    filter that rejected it (the verdict comes from the extractor child)."""
-
-    def __init__(self, build: BuildConfig):
-        self.build = build
-
-    def process(self, item: tuple[dict, Rejection | None]) -> Iterator[Any]:
-        doc, rejection = item
-        if rejection is None:
-            beamio.counter(STAGE, "kept").inc()
-            yield doc
-        else:
-            beamio.counter(STAGE, rejection.reason).inc()
-            text = doc["text"] if self.build.write_rejected else None
-            url, final_url = doc["normalized_url"], doc["final_url"]
-            yield beam.pvalue.TaggedOutput(
-                "removed",
-                removed_row(url, final_url, "filter", rejection.reason, rejection.detail, text),
-            )
-
-
 # ---- the stage -------------------------------------------------------------------------------
 
 
-class BuildDocuments(beam.PTransform):
-    """The pipeline up to deduplication: {"docs", "removed", "dead_letter"} PCollections."""
+class ExtractParts(beam.PTransform):
+    """The extract phase: fetch log + links -> extracted/ parts; outputs the parts written."""
 
-    def __init__(self, config: Config, data_root: str, fetch_logs: list[str]):
+    def __init__(
+        self, config: Config, data_root: str, fetch_logs: list[str], extracted: ExtractedParts
+    ):
         super().__init__()
-        self.config = config
-        self.data_root = data_root
-        self.fetch_logs = fetch_logs
+        self.config, self.data_root = config, data_root
+        self.fetch_logs, self.extracted = fetch_logs, extracted
 
-    def expand(self, pipeline: beam.Pipeline) -> dict[str, beam.PCollection]:
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
         fetch_dir = dataroot.stage_dir(self.data_root, "fetch")
         links_glob = dataroot.join(dataroot.stage_dir(self.data_root, "links"), LINKS_PATTERN)
         fetch_rows = (
@@ -329,39 +345,58 @@ class BuildDocuments(beam.PTransform):
         not_wikipedia = joined.pages | "DropWikipedia" >> beam.ParDo(DropWikipedia()).with_outputs(
             "removed", main="pages"
         )
-        batch = PAGES_PER_BATCH * extract_workers(self.config.build)  # a round trip per child
-        extracted = (
-            not_wikipedia.pages
-            | "BatchPages" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
-            | "Extract"
-            >> beam.ParDo(Extract(self.config, fetch_dir)).with_outputs(
-                "removed", "dead_letter", main="docs"
-            )
+        part_of = self.extracted.part_of
+        by_part = {
+            "part": pipeline
+            | "EveryPart" >> beam.Create([(i, i) for i in range(self.extracted.count)]),
+            "page": not_wikipedia.pages
+            | "PagesByPart"
+            >> beam.Map(lambda page: (part_of(document_id(page.normalized_url)), page)),
+            "removed": not_wikipedia.removed
+            | "RemovedByPart" >> beam.Map(lambda row: (part_of(row["doc_id"]), row)),
+            "dead_letter": joined.dead_letter
+            | "DeadLettersByPart"
+            >> beam.MapTuple(lambda url, row: (part_of(document_id(url)), row)),
+        }
+        scratch = dataroot.join(self.data_root, f"{dataroot.EXTRACTED_DIR}.tmp")
+        return (
+            by_part
+            | "GroupByPart" >> beam.CoGroupByKey()
+            | "ExtractPart"
+            >> beam.ParDo(ExtractPart(self.config, fetch_dir, self.extracted, scratch))
         )
-        filtered = extracted.docs | "Filter" >> beam.ParDo(Filter(self.config.build)).with_outputs(
-            "removed", main="docs"
-        )
-        removed = (
-            not_wikipedia.removed,
-            extracted.removed,
-            filtered.removed,
-        ) | "RemovedBeforeDedup" >> beam.Flatten()
-        dead = (joined.dead_letter, extracted.dead_letter) | "DeadLetters" >> beam.Flatten()
-        return {"docs": filtered.docs, "removed": removed, "dead_letter": dead}
 
 
-def _clear_outputs(docs_dir: str, scratch: str) -> None:
-    """A rerun replaces the dead letters (pipeline.build.dataset replaces its own shards) and
-    drops what a killed run left in the scratch folder."""
-    stale = dataroot.match(dataroot.join(docs_dir, f"{DEAD_LETTER_PREFIX}-*.parquet"))
-    if stale:
-        FileSystems.delete(stale)
-    dataroot.delete_folder(scratch)
+PHASES = ("all", "extract", "dedup", "write")
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
+    """Run `build.phase`: all three phases in order, or one alone over the earlier phases'
+    folders. Returns the stage summary when the write phase ran, else the phase's counters."""
+    phase = config.build.phase
+    if phase not in PHASES:
+        raise dataroot.StageError(f"[build] phase = {phase!r}: use one of {', '.join(PHASES)}")
+    # The phase chosen is how this run reaches the output, not what it is: never recorded.
+    config = dataclasses.replace(config, build=dataclasses.replace(config.build, phase="all"))
     dataroot.check_not_renamed(data_root, STAGE)
     dataroot.check_data_root(config, data_root, STAGE)
+    if phase in ("all", "extract"):
+        counters = run_extract(config, data_root, beam_args)
+    if phase in ("all", "dedup"):
+        counters = phases.run_dedup(config, data_root, beam_args)
+    if phase not in ("all", "write"):
+        return {"stage": STAGE, "phase": phase, "counters": counters}
+    written = phases.run_write(config, data_root, beam_args)
+    counters, manifest = written["counters"], written["manifest"]
+    documents = manifest["totals"]["documents"]
+    lines = funnel(counters) + [list(line) for line in dataset.build_funnel(counters, documents)]
+    summary = {"stage": STAGE, "counters": counters, "funnel": lines, "totals": manifest["totals"]}
+    dataroot.write_summary(data_root, STAGE, summary)
+    return summary
+
+
+def run_extract(config: Config, data_root: str, beam_args: list[str]) -> dict[str, int]:
+    """fetch log + links -> extracted/; parts an earlier run wrote are kept."""
     fetch_dir = dataroot.stage_dir(data_root, "fetch")
     links_dir = dataroot.stage_dir(data_root, "links")
     fetch_logs = fetch_log_files(fetch_dir)
@@ -373,39 +408,20 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         raise dataroot.StageError(
             f"no {LINKS_PATTERN} under {links_dir}: run `webtext links` with this --data-root first"
         )
-    docs_dir = dataroot.stage_dir(data_root, STAGE)
-    scratch = dataroot.scratch_dir(data_root, STAGE)
-    _clear_outputs(docs_dir, scratch)
-    dead_letter_prefix = dataroot.join(scratch, DEAD_LETTER_PREFIX)
+    folder = dataroot.EXTRACTED_DIR
+    dataroot.check_folder_config(config, data_root, folder, phases.EXTRACT_INPUTS, "build extract")
+    summary = dataroot.join(data_root, folder, dataroot.SUMMARY)
+    if dataroot.exists(summary):
+        FileSystems.delete([summary])
+    extracted = phases.extracted_parts(config, data_root)
 
     def build_pipeline(pipeline: beam.Pipeline) -> None:
-        parts = pipeline | "BuildDocuments" >> BuildDocuments(config, data_root, fetch_logs)
-        deduplicated = parts["docs"] | "Deduplicate" >> Deduplicate(config.dedup)
-        kept = deduplicated["kept"] | "CountWritten" >> beam.Map(_count("documents_written"))
-        removed = (parts["removed"], deduplicated["removed"]) | "AllRemoved" >> beam.Flatten()
-        {"kept": kept, "removed": removed} | "WriteDocuments" >> dataset.WriteDocuments(
-            data_root, config
-        )
-        parts["dead_letter"] | "WriteDeadLetters" >> beamio.WriteParquet(
-            dead_letter_prefix, DEAD_LETTER, 1, config.build.row_group_rows
-        )
+        _ = pipeline | "ExtractParts" >> ExtractParts(config, data_root, fetch_logs, extracted)
 
     counters = beamio.run_pipeline(STAGE, build_pipeline, beam_args)
-    dataroot.move_into(dataroot.match(f"{dead_letter_prefix}-*.parquet"), docs_dir)
-    manifest = dataset.finish(config, data_root, counters)
-    documents = manifest["totals"]["documents"]
-    lines = funnel(counters) + [list(line) for line in dataset.build_funnel(counters, documents)]
-    summary = {"stage": STAGE, "counters": counters, "funnel": lines, "totals": manifest["totals"]}
-    dataroot.write_summary(data_root, STAGE, summary)
-    return summary
-
-
-def _count(name: str):
-    def count(doc: dict) -> dict:
-        beamio.counter(STAGE, name).inc()
-        return doc
-
-    return count
+    dataroot.delete_folder(phases.phase_scratch(data_root, folder))
+    phases.write_phase_summary(data_root, folder, counters)
+    return counters
 
 
 def funnel(counters: dict[str, int]) -> list[list[Any]]:
