@@ -97,6 +97,16 @@ def info_requests(state: RedditState, status: int | None = 200) -> list[list[str
     ]
 
 
+def rescore_fast(dump: Path, tmp_path: Path) -> str:
+    """Rescore the dump's flippable ids against a fresh server; the scores' path."""
+    with RedditApiServer(serve()) as server:
+        summary = rescore.run(
+            config_for(dump), str(tmp_path / "data"), calls_per_minute=6000,
+            praw_settings=server.praw_settings(),
+        )  # fmt: skip
+    return summary["path"]
+
+
 def read_scores(path: str) -> dict[str, dict]:
     table = pq.read_table(path)
     assert schemas.check_table(table.schema, schemas.SCORES) == []
@@ -124,12 +134,7 @@ def test_flippable_ids_in_batches_of_100_within_the_rate_limit(tmp_path, dump, c
 
 
 def test_removed_deleted_and_missing_posts(tmp_path, dump):
-    state = serve()
-    with RedditApiServer(state) as server:
-        path = rescore.run(
-            config_for(dump), str(tmp_path / "data"), calls_per_minute=6000,
-            praw_settings=server.praw_settings(),
-        )["path"]  # fmt: skip
+    path = rescore_fast(dump, tmp_path)
     scores = read_scores(path)
     assert {scores[sub_id(i)]["state"] for i in (10, 20)} == {"removed"}
     assert {scores[sub_id(i)]["state"] for i in (11, 21)} == {"deleted"}
@@ -211,12 +216,7 @@ def test_all_candidates_and_the_estimate_without_calls(tmp_path, dump, capsys):
 
 def test_fresher_scores_change_the_links_stages_decisions(tmp_path, dump, caplog):
     caplog.set_level(logging.DEBUG)
-    state = serve()
-    with RedditApiServer(state) as server:
-        path = rescore.run(
-            config_for(dump), str(tmp_path / "data"), calls_per_minute=6000,
-            praw_settings=server.praw_settings(),
-        )["path"]  # fmt: skip
+    path = rescore_fast(dump, tmp_path)
     assert CLIENT_SECRET not in caplog.text and TOKEN not in caplog.text
     before = links.run(config_for(dump), str(tmp_path / "before"), [])
     after = links.run(config_for(dump, scores=[path]), str(tmp_path / "after"), [])
