@@ -186,6 +186,16 @@ def funnel(data_root: str) -> list[tuple[str, Any]]:
     return rows
 
 
+def warnings(data_root: str) -> list[str]:
+    """Each stage summary's warning lines (e.g. the links stage's early-snapshot months)."""
+    from pipeline import dataroot
+
+    lines: list[str] = []
+    for stage in ("links", "fetch", "build", "tokenize"):
+        lines.extend((dataroot.read_summary(data_root, stage) or {}).get("warnings", []))
+    return lines
+
+
 def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
     from pipeline import dataroot
 
@@ -193,6 +203,8 @@ def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
         run_stage(stage, config, data_root, beam_args)
     print()
     print(dataroot.format_summary("WebText funnel", funnel(data_root)))
+    for line in warnings(data_root):
+        print(f"  warning: {line}")
 
 
 def demo(args: argparse.Namespace, beam_args: list[str]) -> None:

@@ -145,7 +145,7 @@ def health_report(
     if not flagged:
         return rows, None
     warning = (
-        f"score health: {', '.join(flagged)} look like early score snapshots (short "
+        f"score health: early score snapshots suspected in {', '.join(flagged)} (short "
         f"retrieval lag or mostly score <= 1), so karma there is undercounted; see "
         f'docs/links.md "Karma in 2026" (webtext rescore)'
     )
