@@ -51,6 +51,14 @@ class RedditState:
     requests: list[Recorded] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _by_id: dict[str, dict[str, Any]] | None = None
+
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        """Every submission by id, indexed on first use (set the state up before serving)."""
+        if self._by_id is None:
+            self._by_id = {i["id"]: i for items in self.subreddits.values() for i in items}
+            self._by_id.update(self.things)
+        return self._by_id
 
 
 def make_submission(i: int, subreddit: str, **overrides: Any) -> dict[str, Any]:
@@ -156,8 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(names) > 100:
             self._record("/api/info", params, 400)
             return self._send(400, {"error": 400, "message": "too many ids"})
-        known = {i["id"]: i for items in state.subreddits.values() for i in items}
-        known.update(state.things)
+        known = state.by_id()
         found = [known[n[3:]] for n in names if n.startswith("t3_") and n[3:] in known]
         self._record("/api/info", params, 200)
         body = {"kind": "Listing", "data": {"after": None, "before": None, "dist": len(found),
