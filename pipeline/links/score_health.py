@@ -55,12 +55,18 @@ class MonthHealth:
         self.lag_hours: dict[int, int] = {}
 
     def add(self, score: int, lag_s: int | None) -> None:
+        """Count one link post; this runs once per line of every dump."""
         self.posts += 1
-        score = SCORE_FLOOR if score < SCORE_FLOOR else SCORE_CAP if score > SCORE_CAP else score
-        self.scores[score] = self.scores.get(score, 0) + 1
+        if not SCORE_FLOOR <= score <= SCORE_CAP:
+            score = SCORE_FLOOR if score < SCORE_FLOOR else SCORE_CAP
+        scores = self.scores
+        scores[score] = scores.get(score, 0) + 1
         if lag_s is not None:
-            hours = min(max(lag_s, 0) // 3600, LAG_CAP_HOURS)
-            self.lag_hours[hours] = self.lag_hours.get(hours, 0) + 1
+            hours = lag_s // 3600
+            if not 0 <= hours <= LAG_CAP_HOURS:
+                hours = 0 if hours < 0 else LAG_CAP_HOURS
+            lags = self.lag_hours
+            lags[hours] = lags.get(hours, 0) + 1
 
     def merge(self, other: MonthHealth) -> MonthHealth:
         self.posts += other.posts

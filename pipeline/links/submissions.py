@@ -219,7 +219,7 @@ def submission_from_struct(f: DumpFields, source: str, line: int | None) -> Subm
     meta = f.meta
     retrieved = f.retrieved_on
     if (
-        type(retrieved) is not int
+        (retrieved is not None and type(retrieved) is not int)
         or f.retrieved_utc is not None
         or f.updated_utc is not None
         or f.updated_on is not None
