@@ -1,6 +1,7 @@
 """The `webtext` command: one subcommand per stage, plus run-all, demo and validate.
 
     webtext STAGE --config FILE [--data-root DIR] [--set section.key=value ...] [BEAM OPTIONS]
+    webtext rescore --config FILE [--ids flippable|all] [--calls-per-minute N] [--out DIR]
 
 Everything after webtext's own flags is handed to Beam's PipelineOptions untouched, so
 `--runner DataflowRunner --project P --region R --temp_location gs://...` just works.
@@ -42,8 +43,23 @@ examples:
       --runner DataflowRunner --project my-project --region us-central1 \\
       --temp_location gs://bucket/tmp
   webtext validate demo-data/documents
+  webtext rescore --config configs/webtext.toml --data-root data --ids flippable
 
 Options that webtext does not know are Beam pipeline options and pass through unchanged.
+"""
+
+
+RESCORE_DESCRIPTION = """\
+Ask the Reddit API (reddit.info, 100 ids a call) for today's scores of the dump
+submissions in links.dumps that pass every [links] filter but karma, and write
+DIR/scores.parquet (id, score, fetched time, live/removed/deleted/missing) for
+links.scores, where a fresher score wins over the dump's.
+
+It prints the estimate first: ids, calls, and hours at --calls-per-minute. It is
+resumable: progress is kept in DIR/rescore.sqlite, and a rerun (after a kill, too)
+asks only for ids without an answer. Credentials come from the praw.ini section
+links.reddit_site, or praw_client_id / praw_client_secret in the environment; never
+from the config, and they are never logged. See docs/links.md, "Karma in 2026".
 """
 
 
@@ -96,6 +112,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_run_flags(demo)
     demo.add_argument("--seed", type=int, default=None, help="micro-web seed (default: run.seed)")
+    rescore = sub.add_parser(
+        "rescore",
+        help="refresh dump submissions' scores through the Reddit API (PRAW)",
+        description=RESCORE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  webtext rescore --config configs/webtext.toml --data-root data --estimate-only\n"
+        "  webtext rescore --config configs/webtext.toml --data-root data --ids all\n"
+        "  webtext links --config configs/webtext.toml --data-root data2 \\\n"
+        "      --set 'links.scores=[\"data/scores/scores.parquet\"]'\n",
+    )
+    add_run_flags(rescore)
+    rescore.add_argument(
+        "--ids",
+        choices=("flippable", "all"),
+        default="flippable",
+        help="flippable (default): only submissions below links.min_karma whose score was "
+        "read within links.snapshot_max_lag_hours of posting; all: every candidate",
+    )
+    rescore.add_argument(
+        "--calls-per-minute",
+        type=float,
+        default=100,
+        metavar="N",
+        help="API calls a minute, 100 ids each (default: 100, Reddit's quota per client)",
+    )
+    rescore.add_argument(
+        "--out",
+        metavar="DIR",
+        help="local folder for the progress and scores.parquet (default: DATA_ROOT/scores)",
+    )
+    rescore.add_argument("--estimate-only", action="store_true", help="print the estimate and stop")
     validate = sub.add_parser(
         "validate",
         help="check a dataset folder against its manifest",
@@ -138,6 +186,16 @@ def funnel(data_root: str) -> list[tuple[str, Any]]:
     return rows
 
 
+def warnings(data_root: str) -> list[str]:
+    """Each stage summary's warning lines (e.g. the links stage's early-snapshot months)."""
+    from pipeline import dataroot
+
+    lines: list[str] = []
+    for stage in ("links", "fetch", "build", "tokenize"):
+        lines.extend((dataroot.read_summary(data_root, stage) or {}).get("warnings", []))
+    return lines
+
+
 def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
     from pipeline import dataroot
 
@@ -145,6 +203,8 @@ def run_all(config: Config, data_root: str, beam_args: list[str]) -> None:
         run_stage(stage, config, data_root, beam_args)
     print()
     print(dataroot.format_summary("WebText funnel", funnel(data_root)))
+    for line in warnings(data_root):
+        print(f"  warning: {line}")
 
 
 def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
@@ -172,6 +232,20 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
         f"\nDocument shards: {dataroot.join(dataroot.stage_dir(args.data_root, 'build'), DOCUMENT_SHARDS)}"
     )
     print(f"Token shards:    {dataroot.stage_dir(args.data_root, 'tokenize')}/")
+
+
+def rescore(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.links import rescore as rescoring
+
+    rescoring.run(
+        config,
+        args.data_root,
+        selection=args.ids,
+        calls_per_minute=args.calls_per_minute,
+        out=args.out,
+        estimate_only=args.estimate_only,
+    )
+    return 0
 
 
 def validate(dataset_dir: str) -> int:
@@ -205,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(getattr(args, "quiet", False))
     from pipeline.bpe import TokenizerError
     from pipeline.dataroot import StageError
+    from pipeline.links.rescore import RescoreError
 
     try:
         if args.command == "validate":
@@ -213,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
             demo(args, beam_args)
             return 0
         config = load(args.config, args.overrides)
+        if args.command == "rescore":
+            return rescore(config, args)
         if args.command == "run-all":
             run_all(config, args.data_root, beam_args)
         else:
             run_stage(args.command, config, args.data_root, beam_args)
         return 0
-    except (ConfigError, StageError, TokenizerError, UsageError) as e:
+    except (ConfigError, StageError, TokenizerError, UsageError, RescoreError) as e:
         print(f"webtext: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -57,6 +57,10 @@ class LinksConfig:
     media_extensions: list[str]  # path suffixes dropped as media files
     tracking_params: list[str]  # query keys removed by normalization; "utm_*" is a prefix rule
     num_shards: int  # output Parquet shards (0: let the runner decide)
+    scores: list[str]  # globs of `webtext rescore` Parquet files; a fresher score wins
+    snapshot_max_lag_hours: int  # a retrieval lag under this is an early score snapshot
+    snapshot_short_lag_share: float  # a month above this share of short lags is flagged
+    snapshot_low_score_share: float  # a month above this share of scores <= 1 is flagged
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ version in its metadata, so a Parquet file says what it holds; `check_table` com
 a table against the schema it claims to follow.
 
     submission  -> links/              one Reddit submission, normalized across dump eras and the API
+    scores      -> scores/             one submission's score as the Reddit API gave it (`rescore`)
     link        -> links/              one normalized URL with every submission that posted it
     fetch       -> fetch/              one fetch attempt's outcome, pointing into the WARC files
     document    -> documents/data/     one extracted, filtered, deduplicated document
@@ -29,12 +30,14 @@ def _schema(name: str, version: int, fields: list[pa.Field]) -> pa.Schema:
 
 SUBMISSION = _schema(
     "submission",
-    1,
+    2,
     [
         pa.field("id", pa.string(), nullable=False),  # base-36 id without the t3_ prefix
         pa.field("subreddit", pa.string()),
         pa.field("created_utc", pa.int64(), nullable=False),  # seconds since the epoch
         pa.field("score", pa.int64(), nullable=False),  # `score`, or `ups` in early dumps
+        # when the score was read (the dump's retrieval fields), null when the record has none
+        pa.field("retrieved_utc", pa.int64()),
         pa.field("title", pa.string()),
         pa.field("url", pa.string()),  # url_overridden_by_dest when present
         pa.field("domain", pa.string()),
@@ -55,12 +58,13 @@ LINK_SUBMISSION = pa.struct(
         pa.field("score", pa.int64()),
         pa.field("created_utc", pa.int64()),
         pa.field("title", pa.string()),
+        pa.field("retrieved_utc", pa.int64()),  # when `score` was read; null when unknown
     ]
 )
 
 LINK = _schema(
     "link",
-    1,
+    2,
     [
         pa.field("normalized_url", pa.string(), nullable=False),
         pa.field("host", pa.string(), nullable=False),  # normalized host, no www., IDN as punycode
@@ -103,7 +107,7 @@ FETCH = _schema(
 
 DOCUMENT = _schema(
     "document",
-    1,
+    2,
     [
         pa.field("doc_id", pa.string(), nullable=False),  # stable hash of normalized_url
         pa.field("text", pa.string(), nullable=False),
@@ -156,6 +160,18 @@ REMOVAL = _schema(
     ],
 )
 
+# `webtext rescore`'s output, read by the links stage through `links.scores`.
+SCORES = _schema(
+    "scores",
+    1,
+    [
+        pa.field("id", pa.string(), nullable=False),  # base-36 id without the t3_ prefix
+        pa.field("score", pa.int64()),  # null when the API did not return the submission
+        pa.field("fetched_utc", pa.int64(), nullable=False),  # seconds since the epoch
+        pa.field("state", pa.string(), nullable=False),  # "live", "removed", "deleted", "missing"
+    ],
+)
+
 DEAD_LETTER = _schema(
     "dead_letter",
     1,
@@ -170,7 +186,7 @@ DEAD_LETTER = _schema(
 
 ALL = {
     s.metadata[SCHEMA_NAME_KEY].decode(): s
-    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, REMOVAL, DEAD_LETTER)
+    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, REMOVAL, SCORES, DEAD_LETTER)
 }
 
 

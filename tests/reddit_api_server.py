@@ -2,6 +2,7 @@
 
     POST /api/v1/access_token              client-credentials OAuth (HTTP basic auth)
     GET  /r/SUB/{new,hot,top,...}          a Listing page; `limit` (<= 100) and `after`
+    GET  /api/info?id=t3_a,t3_b,...        the submissions asked for that exist (<= 100 ids)
 
 Every listing response carries x-ratelimit-remaining / -used / -reset headers. Failures are
 scripted by request number per path: `fail[(path, n)] = status` makes the n-th request (1-based)
@@ -38,6 +39,11 @@ class Recorded:
 class RedditState:
     # subreddit -> submissions (JSON objects as Reddit sends them), newest first
     subreddits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # id -> submission, for /api/info (besides those of `subreddits`)
+    things: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # called with the number of each /api/info request before it is answered; False: the
+    # request is dropped unanswered (recorded with status 0), as when the client was killed
+    on_info: Any = None
     fail: dict[tuple[str, int], int] = field(default_factory=dict)
     retry_after_s: float = 0.2
     ratelimit_remaining: float = 600.0
@@ -45,6 +51,14 @@ class RedditState:
     requests: list[Recorded] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _by_id: dict[str, dict[str, Any]] | None = None
+
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        """Every submission by id, indexed on first use (set the state up before serving)."""
+        if self._by_id is None:
+            self._by_id = {i["id"]: i for items in self.subreddits.values() for i in items}
+            self._by_id.update(self.things)
+        return self._by_id
 
 
 def make_submission(i: int, subreddit: str, **overrides: Any) -> dict[str, Any]:
@@ -131,12 +145,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(path, params, status)
             headers = {"Retry-After": str(state.retry_after_s)} if status == 429 else {}
             return self._send(status, {"error": status}, headers)
+        if path == "/api/info":
+            return self._info(params)
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "r" or parts[1] not in state.subreddits:
             self._record(path, params, 404)
             return self._send(404, {"error": 404, "message": "Not Found"})
         self._record(path, params, 200)
         self._send(200, self._listing(state.subreddits[parts[1]], params), self._rate_headers())
+
+    def _info(self, params: dict[str, str]) -> None:
+        state = self.server.state
+        if state.on_info is not None and state.on_info(state.counts["/api/info"]) is False:
+            self._record("/api/info", params, 0)
+            self.close_connection = True
+            return None
+        names = params.get("id", "").split(",")
+        if len(names) > 100:
+            self._record("/api/info", params, 400)
+            return self._send(400, {"error": 400, "message": "too many ids"})
+        known = state.by_id()
+        found = [known[n[3:]] for n in names if n.startswith("t3_") and n[3:] in known]
+        self._record("/api/info", params, 200)
+        body = {"kind": "Listing", "data": {"after": None, "before": None, "dist": len(found),
+                "children": [{"kind": "t3", "data": item} for item in found]}}  # fmt: skip
+        self._send(200, body, self._rate_headers())
 
     def _rate_headers(self) -> dict[str, str]:
         state = self.server.state

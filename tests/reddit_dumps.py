@@ -5,8 +5,16 @@
     middle  2011-2016: score, domain, is_self, over_18, thumbnail, media, gilded ...
     modern  2017-2019: ~80 fields: preview, gildings, all_awardings, crossposts ...
     recent  2020-: url_overridden_by_dest and removed_by_category as well
+    arctic  2023-11-: Arctic Shift's dumps, written from its documented format
+            (file_content_explanations.md of ArthurHeitmann/arctic_shift): keys sorted,
+            `retrieved_on` (its first read, seconds after posting) and `_meta` with
+            `retrieved_2nd_on` (the read 36 hours later whose score the record carries),
+            `was_deleted_later` / `removal_type`, or `note` = "no_2nd_retrieval"
 
-The generator is seeded; about 70% of submissions have a score below 3, a quarter are
+Every era from middle on says when the score was read: `retrieved_on` 30 days after posting
+(Pushshift's re-ingested months), or, with `snapshot=True`, minutes after posting with a
+score that is nearly always 1 (Pushshift's live ingest; an Arctic Shift month without its
+second read). The generator is seeded; about 70% of submissions have a score below 3, a quarter are
 self posts, and link posts reuse a pool of popular URLs in http/https/www/utm variants.
 """
 
@@ -23,9 +31,10 @@ from typing import Any
 
 import zstandard
 
-ERAS = ("early", "middle", "modern", "recent")
+ERAS = ("early", "middle", "modern", "recent")  # the Pushshift eras; "arctic" comes after
 ERA_START = {"early": 1_150_000_000, "middle": 1_300_000_000, "modern": 1_490_000_000,
-             "recent": 1_590_000_000}  # fmt: skip
+             "recent": 1_590_000_000, "arctic": 1_700_000_000}  # fmt: skip
+SECOND_READ_S = 36 * 3600  # Arctic Shift's second read
 SUBREDDITS = ["news", "worldnews", "science", "programming", "technology", "askscience",
               "pics", "funny", "gaming", "politics", "todayilearned", "history", "books"]  # fmt: skip
 NEWS_HOSTS = ["nytimes.com", "bbc.co.uk", "theguardian.com", "github.com", "arstechnica.com",
@@ -77,13 +86,15 @@ class DumpGenerator:
         host = self.rng.choice(NEWS_HOSTS)
         return f"https://{host}/a/{sub_id}/{self.rng.choice(WORDS)}", False
 
-    def fields(self, era: str) -> dict[str, Any]:
+    def fields(self, era: str, snapshot: bool = False) -> dict[str, Any]:
         rng = self.rng
         self.count += 1
         sub_id = format(36**5 + self.count * 7919, "x")
         subreddit = rng.choice(SUBREDDITS)
         url, is_self = self._url(sub_id, subreddit)
         score = _score(rng)
+        if snapshot:
+            score = 1 if rng.random() < 0.97 else 2
         created = ERA_START[era] + self.count * 17
         title = _title(rng)
         host = url.split("/")[2]
@@ -138,7 +149,7 @@ class DumpGenerator:
             contest_mode=False,
             is_video=False,
         )
-        if era in ("modern", "recent"):
+        if era in ("modern", "recent", "arctic"):
             base.update(
                 all_awardings=[],
                 gildings={},
@@ -194,7 +205,9 @@ class DumpGenerator:
             if rng.random() < 0.02:
                 base["crosspost_parent"] = f"t3_{format(36**5 + rng.randint(1, 10**6), 'x')}"
                 base["crosspost_parent_list"] = [{"id": "x", "score": 999, "url": url}]
-        if era == "recent":
+        if snapshot:
+            base["retrieved_on"] = created + rng.randint(5, 900)
+        if era in ("recent", "arctic"):
             if not is_self:
                 base["url_overridden_by_dest"] = url
             r = rng.random()
@@ -206,11 +219,31 @@ class DumpGenerator:
                 base["selftext"] = "[deleted]" if is_self else ""
             else:
                 base["removed_by_category"] = None
+        if era == "arctic":
+            return self._arctic(base, created, snapshot)
         return base
 
-    def lines(self, n: int, eras: tuple[str, ...] = ERAS) -> Iterator[bytes]:
+    def _arctic(self, base: dict[str, Any], created: int, snapshot: bool) -> dict[str, Any]:
+        """An Arctic Shift record: the first read's time, then `_meta` about the second."""
+        rng = self.rng
+        base["retrieved_on"] = created + rng.randint(5, 120)
+        if snapshot:
+            base["_meta"] = {"note": "no_2nd_retrieval"}
+        else:
+            meta: dict[str, Any] = {
+                "retrieved_2nd_on": created + SECOND_READ_S + rng.randint(0, 600)
+            }
+            if rng.random() < 0.05:
+                meta.update(was_deleted_later=True, removal_type="moderator")
+            base["_meta"] = meta
+        return dict(sorted(base.items()))
+
+    def lines(
+        self, n: int, eras: tuple[str, ...] = ERAS, snapshot: bool = False
+    ) -> Iterator[bytes]:
         for i in range(n):
-            yield json.dumps(self.fields(eras[i * len(eras) // max(n, 1)])).encode() + b"\n"
+            era = eras[i * len(eras) // max(n, 1)]
+            yield json.dumps(self.fields(era, snapshot)).encode() + b"\n"
 
 
 def write_dump(path: Path, lines: list[bytes] | Iterator[bytes], threads: int = 0) -> Path:

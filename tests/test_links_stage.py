@@ -224,9 +224,15 @@ def test_screening_order_and_date_bounds():
 @pytest.mark.parametrize("rule", ["per_submission", "per_url"])
 def test_counters_match_the_micro_webs_ground_truth(tmp_path: Path, rule: str):
     microweb = pytest.importorskip("pipeline.demo", reason="the micro-web generator is absent")
+    from pipeline.demo.reddit_dump import SNAPSHOT_MONTHS
+
     truth = microweb.generate(str(tmp_path / "web"), seed=7, scale="tiny")
     config = config_with(dumps=[str(tmp_path / "web" / "dumps" / "*.zst")], karma_rule=rule)
-    counters = links.run(config, str(tmp_path / "data"), [])["counters"]
+    summary = links.run(config, str(tmp_path / "data"), [])
+    counters = summary["counters"]
+    (warning,) = summary["warnings"]  # the planted snapshot month, and no other
+    flagged = [row["month"] for row in summary["score_health"] if row["snapshot_like"]]
+    assert flagged == list(SNAPSHOT_MONTHS) and flagged[0] in warning
     assert counters["read"] == truth.dump_lines
     assert {
         k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("malformed.")

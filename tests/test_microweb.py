@@ -21,7 +21,7 @@ import zstandard
 from pipeline.config import load
 from pipeline.demo import MicroWeb, generate, load_ground_truth
 from pipeline.demo.__main__ import main as microweb_main
-from pipeline.demo.reddit_dump import CUTOFF, MONTHS
+from pipeline.demo.reddit_dump import CUTOFF, MONTHS, SNAPSHOT_MONTHS
 from pipeline.demo.server import SiteIndex
 from pipeline.demo.text import jaccard, shingles
 from pipeline.links.submissions import MalformedSubmission, iter_lines, parse_submission
@@ -152,6 +152,13 @@ def test_dump_field_sets_follow_the_eras(demo: Path):
                 assert r["is_self"] or "url_overridden_by_dest" in r
         created = [int(r["created_utc"]) for r in submissions]
         assert created == sorted(created)  # like the real monthly files
+        lags = {
+            r["retrieved_on"] - int(r["created_utc"]) for r in submissions if "retrieved_on" in r
+        }
+        if month in SNAPSHOT_MONTHS:  # read minutes after posting, as Pushshift's live ingest
+            assert lags and max(lags) < 3600
+        elif era != "early":
+            assert lags == {86400 * 30}
         assert all((c >= CUTOFF) == (month >= "2018-01") for c in created), month
 
 

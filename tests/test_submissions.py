@@ -120,7 +120,7 @@ def test_deleted_marker_flags_removed_and_crosspost_parent_is_kept():
 
 def test_every_generated_era_parses_into_the_submission_schema():
     gen = DumpGenerator(seed=3)
-    for era in ("early", "middle", "modern", "recent"):
+    for era in ("early", "middle", "modern", "recent", "arctic"):
         records = [parse(gen.fields(era)).to_record() for _ in range(50)]
         table = pa.Table.from_pylist(records, schema=schemas.SUBMISSION)
         assert table.num_rows == 50

@@ -36,6 +36,9 @@ MONTHS: tuple[tuple[str, str], ...] = (
     ("2018-01", "late"),
     ("2018-02", "late"),
 )
+# Months whose dump was read minutes after each post and never again (Pushshift's live
+# ingest): the links stage's score health flags them. The scores are the planted ones.
+SNAPSHOT_MONTHS = ("2017-12",)
 CUTOFF = calendar.timegm((2018, 1, 1, 0, 0, 0))  # links.date_to of the demo config, exclusive
 IN_RANGE = tuple(i for i, (m, _) in enumerate(MONTHS) if m < "2018-01")
 AFTER_RANGE = tuple(i for i, (m, _) in enumerate(MONTHS) if m >= "2018-01")
@@ -117,6 +120,14 @@ def variant(url: str, rng: random.Random, n: int) -> str:
     return f"{url}{'&' if query else '?'}{extra}"
 
 
+def retrieval_lag(p: Posting) -> int:
+    """Seconds from posting to the dump's read: 30 days, or minutes in a snapshot month (from
+    the id, not the random stream, so that every other byte of the dump stays the same)."""
+    if MONTHS[p.month][0] in SNAPSHOT_MONTHS:
+        return 30 + int(p.id, 36) % 900
+    return 86400 * 30
+
+
 def submission_json(p: Posting) -> dict[str, Any]:
     """The submission as a dump of its month's era writes it."""
     era = MONTHS[p.month][1]
@@ -157,7 +168,7 @@ def submission_json(p: Posting) -> dict[str, Any]:
         is_self=is_self,
         over_18=p.over_18,
         domain=domain.lower(),
-        retrieved_on=p.created_utc + 86400 * 30,
+        retrieved_on=p.created_utc + retrieval_lag(p),
         stickied=False,
     )
     if era == "late":

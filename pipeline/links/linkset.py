@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 from pipeline import beamio, dataroot
 from pipeline.config import LinksConfig
 from pipeline.links import reddit_api
+from pipeline.links.score_health import ScoreHealth
+from pipeline.links.scores import ScoreBook
 from pipeline.links.submissions import (
     MalformedSubmission,
     ReadEnd,
@@ -62,6 +64,7 @@ class Posting(NamedTuple):
     score: int
     created_utc: int | None  # None for URL-list entries without a date
     title: str | None
+    retrieved_utc: int | None = None  # when the score was read, when the source says
 
 
 # What a screen yields: a surviving submission keyed by its normalized URL, or a dead letter.
@@ -91,9 +94,10 @@ class SubmissionRules:
     created_from: int | None  # inclusive, epoch seconds
     created_to: int | None  # exclusive
     urls: LinkFilter
+    scores: ScoreBook | None = None  # fresher scores (links.scores), applied before the filters
 
     @classmethod
-    def from_config(cls, links: LinksConfig) -> SubmissionRules:
+    def from_config(cls, links: LinksConfig, scores: ScoreBook | None = None) -> SubmissionRules:
         if links.karma_rule not in KARMA_RULES:
             raise dataroot.StageError(
                 f'[links] karma_rule = {links.karma_rule!r}: use "per_submission" or "per_url"'
@@ -108,6 +112,7 @@ class SubmissionRules:
             created_from=_epoch(links.date_from, "date_from"),
             created_to=_epoch(links.date_to, "date_to"),
             urls=LinkFilter.from_config(links),
+            scores=scores,
         )
 
     def screen(self, sub: Submission) -> tuple[str | None, str | None]:
@@ -134,7 +139,15 @@ class SubmissionRules:
 
 
 def posting(sub: Submission) -> Posting:
-    return Posting(sub.url or "", sub.id, sub.subreddit, sub.score, sub.created_utc, sub.title)
+    return Posting(
+        sub.url or "",
+        sub.id,
+        sub.subreddit,
+        sub.score,
+        sub.created_utc,
+        sub.title,
+        sub.retrieved_utc,
+    )
 
 
 class Tally:
@@ -161,10 +174,15 @@ class Tally:
 
 
 def screen_dump(
-    path: str, rules: SubmissionRules, tally: Tally, progress: beamio.ProgressLog | None = None
+    path: str,
+    rules: SubmissionRules,
+    tally: Tally,
+    progress: beamio.ProgressLog | None = None,
+    health: ScoreHealth | None = None,
 ) -> Iterator[Screened]:
     """Parse and filter one dump: yields (normalized URL, posting) per surviving submission,
-    and a dead-letter dict per malformed line and for a truncated file.
+    and a dead-letter dict per malformed line and for a truncated file. `health` gathers
+    the scores of its link posts by month.
 
     The hot loop of the stage: one pass per line; counts are flushed once per chunk.
     """
@@ -177,7 +195,7 @@ def screen_dump(
                 result = parse_submission(line, path, number)
             except MalformedSubmission as e:
                 result = e
-            screened = _screen_one(result, rules, tally, path, number, line)
+            screened = _screen_one(result, rules, tally, path, number, line, health)
             if screened is not None:
                 yield screened
         read = tally.counts.get("read", 0)  # this chunk's: a flush starts the counts afresh
@@ -198,7 +216,11 @@ def screen_url_list(path: str, rules: SubmissionRules, tally: Tally) -> Iterator
 
 
 def screen_listing(
-    listing: Iterable[dict[str, Any]], source: str, rules: SubmissionRules, tally: Tally
+    listing: Iterable[dict[str, Any]],
+    source: str,
+    rules: SubmissionRules,
+    tally: Tally,
+    health: ScoreHealth | None = None,
 ) -> Iterator[Screened]:
     """Like screen_dump, for the submissions of one live API listing, as field dicts."""
     for fields in listing:
@@ -206,7 +228,7 @@ def screen_listing(
             result = submission_from_fields(fields, reddit_api.SOURCE, None)
         except MalformedSubmission as e:
             result = e
-        screened = _screen_one(result, rules, tally, source, None, repr(fields))
+        screened = _screen_one(result, rules, tally, source, None, repr(fields), health)
         if screened is not None:
             yield screened
 
@@ -218,13 +240,22 @@ def _screen_one(
     source: str,
     line: int | None,
     raw: bytes | str,
+    health: ScoreHealth | None = None,
 ) -> Screened | None:
-    """Count one parsed record: its posting, its dead letter, or None when a filter drops it."""
+    """Count one parsed record: its posting, its dead letter, or None when a filter drops it.
+
+    A fresher score from `rules.scores` replaces the record's before the filters and the
+    score health see it.
+    """
     tally.add("read")
     if isinstance(result, MalformedSubmission):
         tally.add("malformed")
         tally.add(f"malformed.{result.reason}")
         return beamio.dead_letter(source, line, result.reason, result.detail, raw)
+    if rules.scores is not None and rules.scores.refresh(result):
+        tally.add("rescored")
+    if health is not None:
+        health.add(result)
     reason, normalized = rules.screen(result)
     if reason is not None:
         tally.add(reason)
@@ -285,6 +316,7 @@ def build_link(
                 "score": p.score,
                 "created_utc": p.created_utc,
                 "title": p.title,
+                "retrieved_utc": p.retrieved_utc,
             }
             for p in unique
         ],

@@ -101,6 +101,7 @@ def submission_fields(submission: Any) -> dict[str, Any]:
     fields = {key: data.get(key) for key in FIELDS}
     subreddit = data.get("subreddit")
     fields["subreddit"] = getattr(subreddit, "display_name", subreddit)
+    fields["retrieved_utc"] = int(time.time())  # the live score is read now
     return fields
 
 
@@ -111,7 +112,7 @@ def _listing(reddit: praw.Reddit, subreddit: str, name: str, time_filter: str | 
     return getattr(sub, name)(**kw)
 
 
-def _retry_after(exc: prawcore.exceptions.TooManyRequests, default_s: float) -> float:
+def retry_after_s(exc: prawcore.exceptions.TooManyRequests, default_s: float) -> float:
     header = exc.response.headers.get("retry-after") if exc.response is not None else None
     try:
         return float(header) if header is not None else default_s
@@ -150,7 +151,7 @@ def iter_listing(
                 raise RedditApiError(
                     f"r/{subreddit} {listing}: still rate-limited after {max_429} waits"
                 ) from None
-            wait = min(_retry_after(e, 10.0), max_wait_s)
+            wait = min(retry_after_s(e, 10.0), max_wait_s)
             log.info("reddit-api: r/%s %s: 429, waiting %.1f s", subreddit, listing, wait)
             sleep(wait)
         except prawcore.exceptions.PrawcoreException as e:

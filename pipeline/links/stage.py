@@ -10,10 +10,15 @@
 
 Each source reads a whole file (or listing) in one DoFn call, screened by linkset.py: only
 surviving submissions become Beam elements. The counters and how they add up: linkset.py.
+Each call also yields its link posts' score histograms by month (score_health.py); they are
+combined per month (CombineHealthByMonth) into the summary's `score_health` and warning.
+With `links.scores`, each worker loads the fresher scores once (scores.ScoreBook).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -36,8 +41,20 @@ from pipeline.links.linkset import (
     screen_listing,
     screen_url_list,
 )
+from pipeline.links.score_health import (
+    MonthHealth,
+    ScoreHealth,
+    SnapshotThresholds,
+    health_report,
+    snapshot_funnel_rows,
+)
+from pipeline.links.scores import ScoreBook
+
+log = logging.getLogger("webtext")
 
 DEAD_LETTER_TAG = "dead_letter"
+HEALTH_TAG = "score_health"
+HEALTH_FILE = "score_health.jsonl"
 LINKS_PREFIX = "links"
 DEAD_LETTER_PREFIX = "dead_letter"
 
@@ -52,10 +69,15 @@ class _ScreenFn(beam.DoFn):
         self.links, self.progress_every = links, progress_every
 
     def setup(self) -> None:
-        self.rules = SubmissionRules.from_config(self.links)
+        scores = (
+            ScoreBook.load(_resolve(self.links.scores, "scores")) if self.links.scores else None
+        )
+        self.rules = SubmissionRules.from_config(self.links, scores)
         self.progress = beamio.ProgressLog(STAGE, "submissions", self.progress_every)
 
-    def emit(self, items: Iterable[Any], tally: Tally) -> Iterator[Any]:
+    def emit(
+        self, items: Iterable[Any], tally: Tally, health: ScoreHealth | None = None
+    ) -> Iterator[Any]:
         try:
             for item in items:
                 if isinstance(item, dict):
@@ -64,13 +86,16 @@ class _ScreenFn(beam.DoFn):
                     yield item
         finally:
             tally.flush()
+        for month, month_health in (health.months if health is not None else {}).items():
+            yield beam.pvalue.TaggedOutput(HEALTH_TAG, (month, month_health))
 
 
 class ScreenDumpFn(_ScreenFn):
     def process(self, path: str) -> Iterator[Any]:
-        tally = Tally()
+        tally, health = Tally(), ScoreHealth()
         tally.add("dump_files")
-        yield from self.emit(screen_dump(path, self.rules, tally, self.progress), tally)
+        screened = screen_dump(path, self.rules, tally, self.progress, health)
+        yield from self.emit(screened, tally, health)
 
 
 class ScreenUrlListFn(_ScreenFn):
@@ -92,7 +117,7 @@ class ScreenRedditListingFn(_ScreenFn):
     def process(self, job: tuple[str, str]) -> Iterator[Any]:
         subreddit, listing = job
         source = f"{reddit_api.SOURCE} r/{subreddit} {listing}"
-        tally = Tally()
+        tally, health = Tally(), ScoreHealth()
         tally.add("api_listings")
         try:
             if self.reddit is None:
@@ -100,7 +125,8 @@ class ScreenRedditListingFn(_ScreenFn):
             fields = reddit_api.iter_listing(
                 self.reddit, subreddit, listing, self.links.reddit_limit
             )
-            yield from self.emit(screen_listing(fields, source, self.rules, tally), tally)
+            screened = screen_listing(fields, source, self.rules, tally, health)
+            yield from self.emit(screened, tally, health)
         except reddit_api.RedditApiError as e:
             beamio.counter(STAGE, "api_errors").inc()
             yield beam.pvalue.TaggedOutput(
@@ -126,7 +152,8 @@ class BuildLinkFn(beam.DoFn):
 
 
 class ReadSubmissions(beam.PTransform):
-    """Every configured source -> (normalized URL, posting), plus a dead-letter output."""
+    """Every configured source -> (normalized URL, posting), plus dead letters and
+    (month, MonthHealth) pieces."""
 
     def __init__(
         self,
@@ -150,7 +177,7 @@ class ReadSubmissions(beam.PTransform):
                 | "SpreadDumps" >> beam.Reshuffle()
                 | "ReadDumps"
                 >> beam.ParDo(ScreenDumpFn(links, self.progress_every)).with_outputs(
-                    DEAD_LETTER_TAG, main="postings"
+                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
                 )
             )
         if self.list_paths:
@@ -158,7 +185,9 @@ class ReadSubmissions(beam.PTransform):
                 pbegin
                 | "ListPaths" >> beam.Create(self.list_paths)
                 | "ReadUrlLists"
-                >> beam.ParDo(ScreenUrlListFn(links)).with_outputs(DEAD_LETTER_TAG, main="postings")
+                >> beam.ParDo(ScreenUrlListFn(links)).with_outputs(
+                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
+                )
             )
         jobs = [(s, listing) for s in links.reddit_subreddits for listing in links.reddit_listings]
         if jobs:
@@ -168,14 +197,16 @@ class ReadSubmissions(beam.PTransform):
                 | "SpreadListings" >> beam.Reshuffle()
                 | "ReadRedditApi"
                 >> beam.ParDo(ScreenRedditListingFn(links, self.praw_settings)).with_outputs(
-                    DEAD_LETTER_TAG, main="postings"
+                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
                 )
             )
         postings = [b.postings for b in branches] or [pbegin | "NoInput" >> beam.Create([])]
         dead = [b[DEAD_LETTER_TAG] for b in branches] or [pbegin | "NoDead" >> beam.Create([])]
+        health = [b[HEALTH_TAG] for b in branches] or [pbegin | "NoHealth" >> beam.Create([])]
         return (
             postings | "MergePostings" >> beam.Flatten().with_output_types(tuple[str, Posting]),
             dead | "MergeDeadLetters" >> beam.Flatten(),
+            health | "MergeHealth" >> beam.Flatten(),
         )
 
 
@@ -193,6 +224,60 @@ class BuildLinkSet(beam.PTransform):
             | "GroupByUrl" >> beam.GroupByKey()
             | "BuildLinks" >> beam.ParDo(BuildLinkFn(per_url, self.links.min_karma))
         )
+
+
+class MergeMonthHealthFn(beam.CombineFn):
+    """MonthHealth pieces of one month (one per file or listing) -> their sum."""
+
+    def create_accumulator(self) -> MonthHealth:
+        return MonthHealth()
+
+    def add_input(self, accumulator: MonthHealth, piece: MonthHealth) -> MonthHealth:
+        return accumulator.merge(piece)
+
+    def merge_accumulators(self, accumulators: Iterable[MonthHealth]) -> MonthHealth:
+        merged = MonthHealth()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: MonthHealth) -> MonthHealth:
+        return accumulator
+
+
+class WriteScoreHealth(beam.PTransform):
+    """(month, MonthHealth) pieces -> one JSON line per month in `path`, for the summary."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def expand(self, pieces: beam.PCollection) -> beam.PCollection:
+        return (
+            pieces
+            | "CombineHealthByMonth" >> beam.CombinePerKey(MergeMonthHealthFn())
+            | "HealthAsJson" >> beam.MapTuple(_health_line)
+            | "WriteHealth" >> beam.io.WriteToText(self.path, num_shards=1, shard_name_template="")
+        )
+
+
+def _health_line(month: str, health: MonthHealth) -> str:
+    return json.dumps([month, health.posts, health.scores, health.lag_hours])
+
+
+def read_score_health(path: str) -> list[tuple[str, MonthHealth]]:
+    """What WriteScoreHealth wrote, as (month, MonthHealth) pairs; empty when nothing was."""
+    if not dataroot.exists(path):
+        return []
+    months = []
+    for line in dataroot.read_bytes(path).decode().splitlines():
+        month, posts, scores, lag_hours = json.loads(line)
+        health = MonthHealth()
+        health.posts = posts
+        health.scores = {int(k): v for k, v in scores.items()}
+        health.lag_hours = {int(k): v for k, v in lag_hours.items()}
+        months.append((month, health))
+    return months
 
 
 def _resolve(patterns: list[str], key: str) -> list[str]:
@@ -237,6 +322,7 @@ def run(
     _check_listings(links)
     dump_paths = _resolve(links.dumps, "dumps")
     list_paths = _resolve(links.url_lists, "url_lists")
+    score_paths = _resolve(links.scores, "scores")
     if not (dump_paths or list_paths or links.reddit_subreddits):
         raise dataroot.StageError(
             "[links] has no source: set dumps, url_lists or reddit_subreddits "
@@ -249,9 +335,12 @@ def run(
             raise dataroot.StageError(f"[links] reddit_subreddits is set but {e}") from None
     out_dir = dataroot.stage_dir(data_root, STAGE)
     _remove_old_outputs(out_dir)
+    scratch = dataroot.scratch_dir(data_root, STAGE)
+    dataroot.delete_folder(scratch)
+    health_path = dataroot.join(scratch, HEALTH_FILE)
 
     def build(pipeline: beam.Pipeline) -> None:
-        postings, dead = pipeline | "ReadSubmissions" >> ReadSubmissions(
+        postings, dead, health = pipeline | "ReadSubmissions" >> ReadSubmissions(
             links, dump_paths, list_paths, praw_settings, config.run.progress_every
         )
         rows = postings | "BuildLinkSet" >> BuildLinkSet(links)
@@ -261,18 +350,27 @@ def run(
         dead | "WriteDeadLetters" >> beamio.WriteParquet(
             dataroot.join(out_dir, DEAD_LETTER_PREFIX), schemas.DEAD_LETTER, 1
         )
+        health | "WriteScoreHealth" >> WriteScoreHealth(health_path)
 
     counters = beamio.run_pipeline(STAGE, build, beam_args)
+    months = read_score_health(health_path)
+    dataroot.delete_folder(scratch)
+    score_health, warning = health_report(months, SnapshotThresholds.from_config(links))
+    if warning:
+        log.warning("links: %s", warning)
     summary = {
         "stage": STAGE,
         "counters": counters,
-        "funnel": funnel_rows(counters),
+        "funnel": funnel_rows(counters) + snapshot_funnel_rows(score_health),
+        "score_health": score_health,
+        "warnings": [warning] if warning else [],
         "karma_rule": links.karma_rule,
         "min_karma": links.min_karma,
         "inputs": {
             "dumps": dump_paths,
             "url_lists": list_paths,
             "reddit_subreddits": list(links.reddit_subreddits),
+            "scores": score_paths,
         },
         "outputs": {
             "links": dataroot.match(dataroot.join(out_dir, f"{LINKS_PREFIX}-*.parquet")),

@@ -13,6 +13,11 @@ Field eras (docs/links.md has the table):
 - `created_utc` is an integer, a float, or a numeric string, depending on the month.
 - A removed or deleted post (`[removed]` / `[deleted]` markers, `removed_by_category`) is kept
   and flagged: its link still received its karma.
+- When the score was read: Pushshift wrote `retrieved_on` (to 2019) or `retrieved_utc`
+  (2019-2023), and `updated_utc` / `updated_on` where it read a record again; Arctic Shift
+  writes `retrieved_on` (its first read, seconds after posting) and, from 2023-11,
+  `_meta.retrieved_2nd_on` (its second read, about 36 hours later, whose score the record
+  carries). `retrieved_utc` of a Submission is the latest of those present, None when none is.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Submission:
     crosspost_parent: str | None
     source: str
     source_line: int | None
+    retrieved_utc: int | None = None  # when `score` was read; None when the record does not say
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,7 @@ class Submission:
             "subreddit": self.subreddit,
             "created_utc": self.created_utc or 0,
             "score": self.score,
+            "retrieved_utc": self.retrieved_utc,
             "title": self.title,
             "url": self.url,
             "domain": self.domain or (host_of(self.url) if self.url else None),
@@ -84,6 +91,12 @@ class TruncatedInput(EOFError):
     """A compressed file that ends before its end-of-stream marker."""
 
 
+class ArchiveMeta(msgspec.Struct):
+    """Arctic Shift's `_meta` object (2023-11 on): the time of its second read."""
+
+    retrieved_2nd_on: int | float | str | None = None
+
+
 class DumpFields(msgspec.Struct):
     """The fields of a dump line the stage reads, with every type any era uses.
 
@@ -106,6 +119,11 @@ class DumpFields(msgspec.Struct):
     selftext: str | None = None
     removed_by_category: str | None = None
     crosspost_parent: str | None = None
+    retrieved_on: int | float | str | None = None
+    retrieved_utc: int | float | str | None = None
+    updated_utc: int | float | str | None = None
+    updated_on: int | float | str | None = None
+    meta: ArchiveMeta | None = msgspec.field(default=None, name="_meta")
 
 
 _DECODER = msgspec.json.Decoder(DumpFields)
@@ -122,6 +140,21 @@ def _int(value: Any, field: str) -> int:
         except ValueError:
             pass
     raise MalformedSubmission("wrong_type", f"{field} is {value!r}, expected a number")
+
+
+def _latest_time(*values: Any) -> int | None:
+    """The latest of the timestamps given; None and unreadable values are skipped."""
+    latest = None
+    for value in values:
+        if value is None:
+            continue
+        try:
+            t = _int(value, "retrieved")
+        except MalformedSubmission:
+            continue
+        if latest is None or t > latest:
+            latest = t
+    return latest
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -183,6 +216,22 @@ def submission_from_struct(f: DumpFields, source: str, line: int | None) -> Subm
     removed = (
         bool(f.removed_by_category) or f.selftext in REMOVED_MARKERS or title in REMOVED_MARKERS
     )
+    meta = f.meta
+    retrieved = f.retrieved_on
+    if (
+        (retrieved is not None and type(retrieved) is not int)
+        or f.retrieved_utc is not None
+        or f.updated_utc is not None
+        or f.updated_on is not None
+        or meta is not None
+    ):
+        retrieved = _latest_time(
+            retrieved,
+            f.retrieved_utc,
+            f.updated_utc,
+            f.updated_on,
+            meta.retrieved_2nd_on if meta is not None else None,
+        )
     return Submission(
         sub_id,
         f.subreddit,
@@ -197,6 +246,7 @@ def submission_from_struct(f: DumpFields, source: str, line: int | None) -> Subm
         f.crosspost_parent,
         source,
         line,
+        retrieved,
     )
 
 
