@@ -148,6 +148,31 @@ REMOVED = _schema(
     ],
 )
 
+
+def removed_row(
+    doc_id: str,
+    normalized_url: str,
+    final_url: str | None,
+    stage: str,
+    reason: str,
+    detail: str | None,
+    text: str | None = None,
+    kept_doc_id: str | None = None,
+) -> dict:
+    """A REMOVED row. Dedup's removals name their cluster by the kept document's id."""
+    return {
+        "doc_id": doc_id,
+        "normalized_url": normalized_url,
+        "final_url": final_url,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail[:1000] if detail else detail,
+        "cluster_id": kept_doc_id,
+        "kept_doc_id": kept_doc_id,
+        "text": text,
+    }
+
+
 REMOVAL = _schema(
     "removal",
     1,

@@ -41,12 +41,12 @@ from apache_beam.io.filesystems import FileSystems
 import schemas
 from pipeline import beamio, dataroot
 from pipeline.build import parts as part_kinds
-from pipeline.build.dedup import convergence_problem, removed_record
+from pipeline.build.dedup import convergence_problem
 from pipeline.build.parts import ExtractedParts, filter_part
 from pipeline.build.parts import shard_of as shard_of  # a document's shard is its part
 from pipeline.config import Config
 from pipeline.dataroot import DOCUMENT_SHARDS
-from schemas.records import SCHEMA_VERSION_KEY
+from schemas.records import SCHEMA_VERSION_KEY, removed_row
 
 log = logging.getLogger("webtext")
 
@@ -131,7 +131,10 @@ class WritePart(beam.DoFn):
         for doc in kept.removed:
             removal = removals[doc["doc_id"]]
             detail = f"cluster of {removal['cluster_size']} documents"
-            row = removed_record(doc, removal["kept_doc_id"], removal["reason"], detail)
+            row = removed_row(
+                doc["doc_id"], doc["normalized_url"], doc["final_url"], "dedup",
+                removal["reason"], detail, doc["text"], kept_doc_id=removal["kept_doc_id"],
+            )  # fmt: skip
             removed.append(row if self.build.write_rejected else {**row, "text": None})
         removed.sort(key=_sort_key)
         data = beamio.parquet_bytes(removed, schemas.REMOVED, self.build.row_group_rows)

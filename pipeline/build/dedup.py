@@ -375,21 +375,6 @@ class _VerifyAgainstKept(beam.DoFn):
                 self.below.inc()
 
 
-def removed_record(doc: dict[str, Any], kept_doc_id: str, reason: str, detail: str) -> dict:
-    """A schemas.REMOVED row for a document dedup dropped; its cluster is the kept doc_id."""
-    return {
-        "doc_id": doc["doc_id"],
-        "normalized_url": doc["normalized_url"],
-        "final_url": doc.get("final_url"),
-        "stage": "dedup",
-        "reason": reason,
-        "detail": detail,
-        "cluster_id": kept_doc_id,
-        "kept_doc_id": kept_doc_id,
-        "text": doc.get("text"),
-    }
-
-
 def removal_row(removed_id: str, removal: tuple[str, str, int], parts: ExtractedParts) -> dict:
     """A schemas.REMOVAL row: ids only; the write phase finds the document in its part."""
     kept_doc_id, reason, size = removal

@@ -58,7 +58,7 @@ from pipeline.build.parts import ExtractedParts
 from pipeline.build.supervisor import ItemFailed, SupervisorPool, default_pool_size
 from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
-from schemas.records import SCHEMA_NAME_KEY
+from schemas.records import SCHEMA_NAME_KEY, removed_row
 
 STAGE = "build"
 LINKS_PATTERN = "links-*.parquet"
@@ -136,28 +136,6 @@ def document_row(page: StoredPage, text: PageText) -> dict:
     }
 
 
-def removed_row(
-    normalized_url: str,
-    final_url: str | None,
-    stage: str,
-    reason: str,
-    detail: str,
-    text: str | None,
-) -> dict:
-    """A schemas.REMOVED row for a document removed before dedup."""
-    return {
-        "doc_id": document_id(normalized_url),
-        "normalized_url": normalized_url,
-        "final_url": final_url,
-        "stage": stage,
-        "reason": reason,
-        "detail": detail[:1000] if detail else detail,
-        "cluster_id": None,
-        "kept_doc_id": None,
-        "text": text,
-    }
-
-
 def fetch_log_files(fetch_dir: str) -> list[str]:
     """The fetch folder's Parquet files whose schema says they are fetch logs.
 
@@ -208,10 +186,9 @@ class DropWikipedia(beam.DoFn):
         else:
             beamio.counter(STAGE, reason).inc()
             detail = host_of(page.final_url) or page.final_url
-            yield beam.pvalue.TaggedOutput(
-                "removed",
-                removed_row(page.normalized_url, page.final_url, "filter", reason, detail, None),
-            )
+            url, final_url = page.normalized_url, page.final_url
+            row = removed_row(document_id(url), url, final_url, "filter", reason, detail)
+            yield beam.pvalue.TaggedOutput("removed", row)
 
 
 def extract_workers(build: BuildConfig) -> int:
@@ -226,20 +203,20 @@ def page_outcome(
     A document no filter rejected is kept; a rejected one, or a page without a document, is
     a removed row named after the reason; an unreadable WARC record is a dead letter.
     """
-    url, final_url = page.normalized_url, page.final_url
+    doc_id, url, final_url = document_id(page.normalized_url), page.normalized_url, page.final_url
     if isinstance(outcome, ItemFailed) and outcome.reason == "warc_unreadable":
         path = dataroot.join(fetch_dir, page.warc_file)
         row = beamio.dead_letter(path, None, "warc_unreadable", outcome.detail, final_url)
         return parts.DEAD_LETTER, row, ["dead_letter_warc"]
     if isinstance(outcome, ItemFailed):
         counter = failure_counter(outcome)
-        row = removed_row(url, final_url, "extract", counter, outcome.detail, None)
+        row = removed_row(doc_id, url, final_url, "extract", counter, outcome.detail)
         return parts.REMOVED, row, ["responses_read", counter]
     doc, rejection = document_row(page, outcome), outcome.rejection
     if rejection is None:
         return parts.DOCUMENTS, doc, ["responses_read", "extracted", "kept"]
     text = doc["text"] if write_rejected else None
-    row = removed_row(url, final_url, "filter", rejection.reason, rejection.detail, text)
+    row = removed_row(doc_id, url, final_url, "filter", rejection.reason, rejection.detail, text)
     return parts.REMOVED, row, ["responses_read", "extracted", rejection.reason]
 
 
