@@ -103,7 +103,68 @@ def _parser() -> argparse.ArgumentParser:
         "checksums, missing or extra shards.",
     )
     validate.add_argument("dataset_dir", metavar="DIR")
+    _add_eval_parser(sub)
     return parser
+
+
+def _add_eval_parser(sub) -> None:
+    from pipeline.evalsets import DEFAULT_DIR
+
+    p = sub.add_parser(
+        "eval",
+        help="zero-shot LAMBADA and WikiText-2 on a checkpoint or Hugging Face folder",
+        description="Zero-shot LAMBADA (accuracy and perplexity, harness and paper protocols) "
+        "and WikiText-2 (token and word perplexity, bits per byte) of a model. Prints a table "
+        "and writes the results as JSON beside the checkpoint (or eval.json in the folder). "
+        "See docs/evaluation.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "model", help="runs/<name>/checkpoints/step-*.pt, or a Hugging Face GPT-2 folder"
+    )
+    p.add_argument("--config", help="TOML config whose [tokenizer] finds the BPE ranks")
+    p.add_argument("--tasks", default="lambada,wikitext", help="comma-separated tasks")
+    p.add_argument("--eval-dir", default=DEFAULT_DIR, help="folder holding the eval files")
+    p.add_argument("--lambada", help="LAMBADA JSONL instead of the eval folder's")
+    p.add_argument("--wikitext", help="WikiText-2 test text instead of the eval folder's")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    p.add_argument("--context", type=int, default=0, help="window tokens (0: the model's)")
+    p.add_argument(
+        "--stride", type=int, default=0, help="new WikiText tokens per window (0: = context)"
+    )
+    p.add_argument(
+        "--no-detokenize",
+        dest="detokenize",
+        action="store_false",
+        help="score WikiText's tokenized text as is (default: the harness's detokenizer)",
+    )
+    p.add_argument("--limit", type=int, default=0, help="first N passages/articles (0: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from pipeline.bpe import load_gpt2
+    from training.evaluate import EvalSettings, run_eval
+
+    tokenizer = load(args.config).tokenizer if args.config else None
+    files = {t: f for t, f in (("lambada", args.lambada), ("wikitext", args.wikitext)) if f}
+    settings = EvalSettings(
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        eval_dir=args.eval_dir,
+        files=files,
+        batch_size=args.batch_size,
+        context=args.context,
+        stride=args.stride,
+        detokenize=args.detokenize,
+        limit=args.limit,
+        progress=args.progress,
+    )
+    try:
+        run_eval(args.model, load_gpt2(tokenizer), settings, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return 0
 
 
 def _stage_runner(stage: str) -> Callable[[Config, str, list[str]], dict[str, Any]]:
@@ -209,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return validate(args.dataset_dir)
+        if args.command == "eval":
+            return evaluate(args)
         if args.command == "demo":
             demo(args, beam_args)
             return 0
