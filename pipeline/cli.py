@@ -104,7 +104,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("dataset_dir", metavar="DIR")
     _add_eval_parser(sub)
+    _add_contamination_parser(sub)
     return parser
+
+
+def _add_contamination_parser(sub) -> None:
+    from pipeline.evalsets import DEFAULT_DIR, FILES
+
+    p = sub.add_parser(
+        "contamination",
+        help="share of each test set's 8-grams found in the built dataset (GPT-2 Table 6)",
+        description="The GPT-2 paper's overlap analysis: the dataset's 8-grams in a Bloom filter "
+        "(false-positive rate <= 1e-8), each eval set's 8-grams looked up in it. Prints the "
+        "share per set and the documents that hold the most, and writes them into "
+        "documents/manifest.json and the dataset card.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-root", default="data", help="holds documents/ from `webtext build`")
+    p.add_argument("--eval-dir", default=DEFAULT_DIR, help="folder holding the eval files")
+    p.add_argument("--sets", default=",".join(FILES), help="comma-separated eval sets")
+
+
+def contamination(args: argparse.Namespace) -> int:
+    from pipeline import dataroot
+    from pipeline.contamination import run
+
+    dataset_dir = dataroot.stage_dir(args.data_root, "build")
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    try:
+        run(dataset_dir, args.eval_dir, sets)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return 0
 
 
 def _add_eval_parser(sub) -> None:
@@ -270,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return validate(args.dataset_dir)
+        if args.command == "contamination":
+            return contamination(args)
         if args.command == "eval":
             return evaluate(args)
         if args.command == "demo":

@@ -115,6 +115,14 @@ class BuildConfig:
 
 
 @dataclass(frozen=True)
+class DecontaminateConfig:
+    enabled: bool  # drop documents sharing any n-gram with the eval sets (GPT-3's rule)
+    eval_sets: list[str]  # "lambada", "wikitext" (pipeline/evalsets.py)
+    eval_dir: str  # folder holding the eval files
+    ngram: int  # words per n-gram; GPT-3: 13
+
+
+@dataclass(frozen=True)
 class DedupConfig:
     exact: bool
     near: bool
@@ -181,6 +189,7 @@ class Config:
     links: LinksConfig
     fetch: FetchConfig
     build: BuildConfig
+    decontaminate: DecontaminateConfig
     dedup: DedupConfig
     tokenize: TokenizeConfig
     train: TrainConfig
