@@ -162,6 +162,9 @@ class TrainConfig:
     device: str  # "auto", "cpu", "cuda"
     eval_every: int
     eval_batches: int
+    zero_shot: list[str]  # also at eval_every, on rank 0: "lambada", "wikitext"; [] = off
+    zero_shot_limit: int  # the first N passages / articles of each (0: all)
+    zero_shot_dir: str  # folder holding the eval files
     checkpoint_every: int
     keep_checkpoints: int
     log_every: int

@@ -365,6 +365,27 @@ def flat_metrics(results: dict[str, dict[str, float]]) -> dict[str, float]:
     }
 
 
+# The zero-shot metrics the trainer logs at eval_every (log.csv columns, TensorBoard scalars).
+LOG_METRICS = (
+    "lambada_harness_acc",
+    "lambada_harness_ppl",
+    "lambada_paper_acc",
+    "wikitext_word_ppl",
+    "wikitext_bits_per_byte",
+)
+
+
+def zero_shot(
+    model: GPT, encoding, tasks: list[str], eval_dir: str, limit: int, batch_size: int
+) -> dict[str, float]:
+    """The trainer's zero-shot evals: LOG_METRICS of the tasks, on the first `limit` examples."""
+    settings = EvalSettings(
+        tasks=tuple(tasks), eval_dir=eval_dir, limit=limit, batch_size=batch_size, progress=False
+    )
+    metrics = flat_metrics(evaluate(model, encoding, settings))
+    return {key: metrics[key] for key in LOG_METRICS if key in metrics}
+
+
 def run_eval(
     model_path: str, encoding, settings: EvalSettings, device: str = "auto"
 ) -> dict[str, Any]:
