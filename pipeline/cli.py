@@ -108,17 +108,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tool_parser(sub, name: str, what: str, description: str) -> argparse.ArgumentParser:
+    """A command outside the pipeline's stages: no --config required, defaults in --help."""
+    return sub.add_parser(
+        name,
+        help=what,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
 def _add_contamination_parser(sub) -> None:
     from pipeline.evalsets import DEFAULT_DIR, FILES
 
-    p = sub.add_parser(
+    p = _tool_parser(
+        sub,
         "contamination",
-        help="share of each test set's 8-grams found in the built dataset (GPT-2 Table 6)",
-        description="The GPT-2 paper's overlap analysis: the dataset's 8-grams in a Bloom filter "
+        "share of each test set's 8-grams found in the built dataset (GPT-2 Table 6)",
+        "The GPT-2 paper's overlap analysis: the dataset's 8-grams in a Bloom filter "
         "(false-positive rate <= 1e-8), each eval set's 8-grams looked up in it. Prints the "
         "share per set and the documents that hold the most, and writes them into "
         "documents/manifest.json and the dataset card.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data-root", default="data", help="holds documents/ from `webtext build`")
     p.add_argument("--eval-dir", default=DEFAULT_DIR, help="folder holding the eval files")
@@ -141,14 +151,14 @@ def contamination(args: argparse.Namespace) -> int:
 def _add_eval_parser(sub) -> None:
     from pipeline.evalsets import DEFAULT_DIR
 
-    p = sub.add_parser(
+    p = _tool_parser(
+        sub,
         "eval",
-        help="zero-shot LAMBADA and WikiText-2 on a checkpoint or Hugging Face folder",
-        description="Zero-shot LAMBADA (accuracy and perplexity, harness and paper protocols) "
-        "and WikiText-2 (token and word perplexity, bits per byte) of a model. Prints a table "
-        "and writes the results as JSON beside the checkpoint (or eval.json in the folder). "
+        "zero-shot LAMBADA and WikiText-2 on a checkpoint or Hugging Face folder",
+        "Zero-shot LAMBADA (accuracy and perplexity, harness and paper protocols) and "
+        "WikiText-2 (token and word perplexity, bits per byte) of a model. Prints a table and "
+        "writes the results as JSON beside the checkpoint (or eval.json in the folder). "
         "See docs/evaluation.md.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "model", help="runs/<name>/checkpoints/step-*.pt, or a Hugging Face GPT-2 folder"
@@ -180,16 +190,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
     tokenizer = load(args.config).tokenizer if args.config else None
     files = {t: f for t, f in (("lambada", args.lambada), ("wikitext", args.wikitext)) if f}
+    same = ("eval_dir", "batch_size", "context", "stride", "detokenize", "limit", "progress")
     settings = EvalSettings(
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-        eval_dir=args.eval_dir,
         files=files,
-        batch_size=args.batch_size,
-        context=args.context,
-        stride=args.stride,
-        detokenize=args.detokenize,
-        limit=args.limit,
-        progress=args.progress,
+        **{name: getattr(args, name) for name in same},
     )
     try:
         run_eval(args.model, load_gpt2(tokenizer), settings, args.device)
