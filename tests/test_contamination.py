@@ -128,3 +128,19 @@ def test_decontaminate_removes_planted_pages_and_keeps_clean_ones(tmp_path: Path
         outcomes.append(analyze(located, with_filter).rejection)
     assert outcomes[0] is not None and outcomes[0].reason == "eval_overlap"
     assert outcomes[1] is None or outcomes[1].reason != "eval_overlap"
+
+
+@needs_eval
+def test_cli_writes_the_figure_into_the_dataset(tmp_path: Path, capsys) -> None:
+    from pipeline import cli
+
+    passage = evalsets.read_lambada(EVAL_DIR / evalsets.FILES["lambada"])[0]
+    write_dataset(tmp_path, [passage, random_text(random.Random(1), 100)])
+    argv = ["contamination", "--data-root", str(tmp_path), "--eval-dir", str(EVAL_DIR)]
+
+    assert cli.main(argv) == 0
+
+    assert "lambada" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "documents" / "manifest.json").read_text())
+    assert set(manifest["contamination"]["sets"]) == {"lambada", "wikitext"}
+    assert 0 < manifest["contamination"]["sets"]["lambada"]["share"] < 0.01

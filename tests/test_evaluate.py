@@ -80,6 +80,9 @@ def test_detokenizer_undoes_wikitext_spacing() -> None:
 def test_equals_lm_evaluation_harness_and_checkpoint_equals_export(tmp_path: Path) -> None:
     pytest.importorskip("lm_eval", reason="lm-eval (the `test` extra) is not installed")
     model = tiny_model()
+    with torch.no_grad():  # favour " signs", the first passage's last word, so accuracy is not 0
+        favoured = model.transformer.wte.weight[5895]
+        model.transformer.ln_f.bias.copy_(30 * favoured / favoured.norm() ** 2)
     folder = tmp_path / "hf"
     export_hf(model, folder)
     write_gpt2_tokenizer(RANKS, folder, BLOCK)
@@ -120,6 +123,7 @@ def test_equals_lm_evaluation_harness_and_checkpoint_equals_export(tmp_path: Pat
     mine = ours[folder]
     lamb, wiki = harness["results"]["lambada_local"], harness["results"]["wikitext_local"]
     assert mine["lambada"]["examples"] == LAMBADA_LIMIT
+    assert mine["lambada"]["harness_acc"] > 0
     assert mine["lambada"]["harness_acc"] == pytest.approx(lamb["acc,none"], abs=1e-4)
     assert mine["lambada"]["harness_ppl"] == pytest.approx(lamb["perplexity,none"], rel=1e-4)
     assert mine["wikitext"]["word_ppl"] == pytest.approx(wiki["word_perplexity,none"], rel=1e-4)
@@ -129,3 +133,25 @@ def test_equals_lm_evaluation_harness_and_checkpoint_equals_export(tmp_path: Pat
     # Per passage too: perplexity near the vocabulary size alone would hide an offset.
     per_passage = math.exp(-sum(harness["lambada_loglikelihoods"]) / LAMBADA_LIMIT)
     assert mine["lambada"]["harness_ppl"] == pytest.approx(per_passage, rel=1e-4)
+
+
+@needs_shared
+def test_cli_prints_the_table_and_writes_json_beside_the_checkpoint(tmp_path: Path, capsys) -> None:
+    from pipeline import cli
+
+    model = tiny_model()
+    checkpoint = tmp_path / "step-00000007.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config.__dict__}, checkpoint)
+    argv = ["eval", str(checkpoint), "--config", str(ROOT / "configs" / "demo.toml")]
+    argv += ["--eval-dir", str(EVAL_DIR), "--limit", "3", "--stride", "64", "--no-progress"]
+
+    assert cli.main(argv) == 0
+
+    printed = capsys.readouterr().out
+    assert "accuracy, harness (greedy target tokens)" in printed
+    assert "accuracy, paper (whole word, stop-word filter)" in printed
+    assert "bits per byte (harness)" in printed
+    record = json.loads((tmp_path / "step-00000007.eval.json").read_text())
+    assert record["settings"]["stride"] == 64
+    assert record["results"]["lambada"]["examples"] == 3
+    assert record["results"]["wikitext"]["documents"] == 3
