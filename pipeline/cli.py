@@ -264,11 +264,27 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
         log.info("micro-web: %d pages served on 127.0.0.1:%d", truth.pages_total, web.port)
         run_all(config, args.data_root, beam_args)
     print()
+    demo_contamination(args.data_root)
     run_stage("sample", config, args.data_root, beam_args)
     print(
         f"\nDocument shards: {dataroot.join(dataroot.stage_dir(args.data_root, 'build'), DOCUMENT_SHARDS)}"
     )
     print(f"Token shards:    {dataroot.stage_dir(args.data_root, 'tokenize')}/")
+
+
+def demo_contamination(data_root: str) -> None:
+    """The demo dataset's overlap with the eval sets, when ../shared/eval is there."""
+    from pathlib import Path
+
+    from pipeline import dataroot, evalsets
+    from pipeline.contamination import run
+
+    if not Path(evalsets.DEFAULT_DIR).is_dir():
+        print(f"Test-set overlap: skipped ({evalsets.DEFAULT_DIR} is absent)\n")
+        return
+    print("Test-set overlap (the GPT-2 paper's 8-gram method; `webtext contamination`):")
+    run(dataroot.stage_dir(data_root, "build"), evalsets.DEFAULT_DIR, list(evalsets.FILES))
+    print()
 
 
 def validate(dataset_dir: str) -> int:

@@ -144,3 +144,16 @@ def test_cli_writes_the_figure_into_the_dataset(tmp_path: Path, capsys) -> None:
     manifest = json.loads((tmp_path / "documents" / "manifest.json").read_text())
     assert set(manifest["contamination"]["sets"]) == {"lambada", "wikitext"}
     assert 0 < manifest["contamination"]["sets"]["lambada"]["share"] < 0.01
+
+
+@needs_eval
+def test_demo_prints_the_contamination_figure(tmp_path: Path, capsys) -> None:
+    from pipeline import cli
+
+    passage = evalsets.read_lambada(EVAL_DIR / evalsets.FILES["lambada"])[0]
+    write_dataset(tmp_path, [passage, random_text(random.Random(2), 100)])
+
+    cli.demo_contamination(str(tmp_path))
+
+    printed = capsys.readouterr().out
+    assert "Test-set overlap" in printed and "lambada" in printed and "wikitext" in printed
