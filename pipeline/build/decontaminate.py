@@ -48,6 +48,11 @@ def index_for(config: DecontaminateConfig) -> EvalIndex:
     return _index(tuple(config.eval_sets), config.eval_dir, config.ngram)
 
 
+def warm_up(config: DecontaminateConfig | None) -> None:
+    if config is not None and config.enabled:
+        index_for(config)
+
+
 def check(text: str, config: DecontaminateConfig | None) -> Rejection | None:
     """The build's filter: a Rejection naming the eval set and the shared n-gram, or None."""
     if config is None or not config.enabled:

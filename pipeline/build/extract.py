@@ -212,9 +212,11 @@ class AnalyzeSettings:
 
 
 def warm_up(settings: AnalyzeSettings) -> None:
-    """Load the tokenizer and the language model, so that no page's time limit pays for it."""
+    """Load the tokenizer, the language model and the eval sets' n-grams, so that no page's
+    time limit pays for it."""
     load_gpt2(settings.tokenizer)
     _language_identifier()
+    decontaminate.warm_up(settings.decontaminate)
 
 
 def analyze(page: StoredPage, settings: AnalyzeSettings) -> PageText:
