@@ -157,3 +157,81 @@ def test_demo_prints_the_contamination_figure(tmp_path: Path, capsys) -> None:
 
     printed = capsys.readouterr().out
     assert "Test-set overlap" in printed and "lambada" in printed and "wikitext" in printed
+
+
+def write_fetched_pages(root: Path, pages: dict[str, str]) -> None:
+    """links/ and fetch/ (one WARC, a fetch log) holding `pages`: url -> article text."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from schemas.records import FETCH, LINK
+    from tests.test_build_stage import fetch_row, html_page, link_row
+
+    (root / "fetch" / "warc").mkdir(parents=True)
+    (root / "links").mkdir(parents=True)
+    warc_name = "warc/fetch-00000.warc.gz"
+    rows = []
+    with open(root / "fetch" / warc_name, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        for url, text in pages.items():
+            offset = out.tell()
+            body = io.BytesIO(html_page(text, "News").encode())
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], "HTTP/1.1")
+            writer.write_record(
+                writer.create_warc_record(url, "response", payload=body, http_headers=headers)
+            )
+            rows.append(fetch_row(url, warc_file=warc_name, warc_offset=offset))
+    pq.write_table(pa.Table.from_pylist(rows, schema=FETCH), root / "fetch" / "log-0.parquet")
+    links = [link_row(url, 50 - i) for i, url in enumerate(pages)]
+    pq.write_table(pa.Table.from_pylist(links, schema=LINK), root / "links" / "links-0.parquet")
+
+
+@needs_eval
+@pytest.mark.slow
+def test_planted_pages_through_the_build_are_measured_then_removed(tmp_path: Path) -> None:
+    """Eval text planted in fetched pages: `contamination` finds the expected share in the
+    built dataset, and a build with [decontaminate] removes exactly those pages."""
+    from pipeline.build import stage as build
+    from tests.conftest import DEMO_CONFIG, require_shared
+    from tests.test_build_stage import BRIDGE, GARDEN, LIBRARY
+
+    ranks = require_shared("tokenizers", "r50k_base.tiktoken")
+    lambada = evalsets.read_lambada(EVAL_DIR / evalsets.FILES["lambada"])[:20]
+    article = evalsets.read_wikitext(EVAL_DIR / evalsets.FILES["wikitext"])[0]
+    paragraph = max(article.split("\n"), key=len).strip()
+    pages = {
+        "http://news.example/bridge": f"{BRIDGE}\n{lambada[4]}",
+        "http://news.example/garden": f"{GARDEN}\n{paragraph}",
+        "http://news.example/library": LIBRARY,
+        "http://other.example/bridge": BRIDGE.replace("railway", "road"),
+    }
+    eval_sets = {"lambada": lambada, "wikitext": [article]}
+    summaries = {}
+    for enabled in ("false", "true"):
+        root = tmp_path / f"decontaminate-{enabled}"
+        write_fetched_pages(root, pages)
+        overrides = [f'tokenizer.ranks_file="{ranks}"', "build.num_shards=1"]
+        overrides += ["run.progress_every=0", "build.extract_workers=1"]
+        overrides += [f"decontaminate.enabled={enabled}", f'decontaminate.eval_dir="{EVAL_DIR}"']
+        summaries[enabled] = build.run(load(DEMO_CONFIG, overrides), str(root), [])
+
+    measured = contamination.measure(tmp_path / "decontaminate-false" / "documents", eval_sets)
+    for name, planted in (("lambada", lambada[4]), ("wikitext", paragraph)):
+        every = {g for text in eval_sets[name] for g in ngrams(text, 8)}
+        expected = len(set(ngrams(planted, 8))) / len(every)
+        assert measured["sets"][name]["share"] == pytest.approx(expected), name
+    assert summaries["false"]["counters"]["documents_written"] == 4
+
+    removed_dir = tmp_path / "decontaminate-true" / "documents" / "removed"
+    removed = pa.concat_tables(pq.read_table(p) for p in sorted(removed_dir.glob("*.parquet")))
+    reasons = {r["normalized_url"]: (r["reason"], r["detail"]) for r in removed.to_pylist()}
+    assert set(reasons) == {"http://news.example/bridge", "http://news.example/garden"}
+    assert reasons["http://news.example/bridge"][0] == "eval_overlap"
+    assert reasons["http://news.example/bridge"][1].startswith("lambada: ")
+    assert reasons["http://news.example/garden"][1].startswith("wikitext: ")
+    counters = summaries["true"]["counters"]
+    assert counters["eval_overlap"] == 2 and counters["documents_written"] == 2
+    funnel = dict(summaries["true"]["funnel"])
+    assert funnel["build: overlap an eval set ([decontaminate])"] == 2
