@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from pipeline import evalsets
 from pipeline.bpe import EOT_ID
@@ -192,21 +191,23 @@ def score(
         for row, i in enumerate(indices):
             x[row, : len(items[i].inputs)] = torch.tensor(items[i].inputs)
         logits, _ = model(x.to(device))
-        logprobs = F.log_softmax(logits.float(), dim=-1)
         for row, i in enumerate(indices):
-            results[i] = _score_one(items[i], logprobs[row, : len(items[i].inputs)], vocab)
+            results[i] = _score_one(items[i], logits[row, : len(items[i].inputs)], vocab)
         bar.update(len(indices))
     bar.close()
     model.train(was_training)
     return results  # type: ignore[return-value]
 
 
-def _score_one(item: Item, logprobs: torch.Tensor, vocab: Vocabulary | None) -> Scored:
-    n, end = len(item.targets), len(logprobs) - (1 if item.after_word else 0)
-    rows = logprobs[end - n : end]
+def _score_one(item: Item, logits: torch.Tensor, vocab: Vocabulary | None) -> Scored:
+    """One item's scores from its logits (log p = logit - logsumexp: no second vocab-wide
+    tensor for the log-softmax)."""
+    n, end = len(item.targets), len(logits) - (1 if item.after_word else 0)
+    rows = logits[end - n : end].float()
     targets = torch.tensor(item.targets, device=rows.device)
+    chosen = rows.gather(1, targets[:, None]).squeeze(1)
     result = Scored(
-        logprob=float(rows.gather(1, targets[:, None]).sum()),
+        logprob=float((chosen - torch.logsumexp(rows, dim=-1)).sum()),
         greedy=bool((rows.argmax(-1) == targets).all()),
     )
     if item.after_word and vocab is not None:
@@ -215,7 +216,7 @@ def _score_one(item: Item, logprobs: torch.Tensor, vocab: Vocabulary | None) -> 
         result.first_filtered = bool(first == targets[0]) and bool(
             (rows[1:].argmax(-1) == targets[1:]).all()
         )
-        after = int(logprobs[-1].argmax())
+        after = int(logits[-1].argmax())
         result.word_ends = after == EOT_ID or not bool(vocab.continues_word[after])
     return result
 
