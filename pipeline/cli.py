@@ -151,7 +151,104 @@ def _parser() -> argparse.ArgumentParser:
         "checksums, missing or extra shards.",
     )
     validate.add_argument("dataset_dir", metavar="DIR")
+    _add_eval_parser(sub)
+    _add_contamination_parser(sub)
     return parser
+
+
+def _tool_parser(sub, name: str, what: str, description: str) -> argparse.ArgumentParser:
+    """A command outside the pipeline's stages: no --config required, defaults in --help."""
+    return sub.add_parser(
+        name,
+        help=what,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def _add_contamination_parser(sub) -> None:
+    from pipeline.evalsets import DEFAULT_DIR, FILES
+
+    p = _tool_parser(
+        sub,
+        "contamination",
+        "share of each test set's 8-grams found in the built dataset (GPT-2 Table 6)",
+        "The GPT-2 paper's overlap analysis: the dataset's 8-grams in a Bloom filter "
+        "(false-positive rate <= 1e-8), each eval set's 8-grams looked up in it. Prints the "
+        "share per set and the documents that hold the most, and writes them into "
+        "documents/manifest.json and the dataset card.",
+    )
+    p.add_argument("--data-root", default="data", help="holds documents/ from `webtext build`")
+    p.add_argument("--eval-dir", default=DEFAULT_DIR, help="folder holding the eval files")
+    p.add_argument("--sets", default=",".join(FILES), help="comma-separated eval sets")
+
+
+def contamination(args: argparse.Namespace) -> int:
+    from pipeline import dataroot
+    from pipeline.contamination import run
+
+    dataset_dir = dataroot.stage_dir(args.data_root, "build")
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    try:
+        run(dataset_dir, args.eval_dir, sets)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+def _add_eval_parser(sub) -> None:
+    from pipeline.evalsets import DEFAULT_DIR
+
+    p = _tool_parser(
+        sub,
+        "eval",
+        "zero-shot LAMBADA and WikiText-2 on a checkpoint or Hugging Face folder",
+        "Zero-shot LAMBADA (accuracy and perplexity, harness and paper protocols) and "
+        "WikiText-2 (token and word perplexity, bits per byte) of a model. Prints a table and "
+        "writes the results as JSON beside the checkpoint (or eval.json in the folder). "
+        "See docs/evaluation.md.",
+    )
+    p.add_argument(
+        "model", help="runs/<name>/checkpoints/step-*.pt, or a Hugging Face GPT-2 folder"
+    )
+    p.add_argument("--config", help="TOML config whose [tokenizer] finds the BPE ranks")
+    p.add_argument("--tasks", default="lambada,wikitext", help="comma-separated tasks")
+    p.add_argument("--eval-dir", default=DEFAULT_DIR, help="folder holding the eval files")
+    p.add_argument("--lambada", help="LAMBADA JSONL instead of the eval folder's")
+    p.add_argument("--wikitext", help="WikiText-2 test text instead of the eval folder's")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    p.add_argument("--context", type=int, default=0, help="window tokens (0: the model's)")
+    p.add_argument(
+        "--stride", type=int, default=0, help="new WikiText tokens per window (0: = context)"
+    )
+    p.add_argument(
+        "--no-detokenize",
+        dest="detokenize",
+        action="store_false",
+        help="score WikiText's tokenized text as is (default: the harness's detokenizer)",
+    )
+    p.add_argument("--limit", type=int, default=0, help="first N passages/articles (0: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from pipeline.bpe import load_gpt2
+    from training.evaluate import EvalSettings, run_eval
+
+    tokenizer = load(args.config).tokenizer if args.config else None
+    files = {t: f for t, f in (("lambada", args.lambada), ("wikitext", args.wikitext)) if f}
+    same = ("eval_dir", "batch_size", "context", "stride", "detokenize", "limit", "progress")
+    settings = EvalSettings(
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        files=files,
+        **{name: getattr(args, name) for name in same},
+    )
+    try:
+        run_eval(args.model, load_gpt2(tokenizer), settings, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return 0
 
 
 def _stage_runner(stage: str) -> Callable[[Config, str, list[str]], dict[str, Any]]:
@@ -227,6 +324,7 @@ def demo(args: argparse.Namespace, beam_args: list[str]) -> None:
         log.info("micro-web: %d pages served on 127.0.0.1:%d", truth.pages_total, web.port)
         run_all(config, args.data_root, beam_args)
     print()
+    demo_contamination(args.data_root)
     run_stage("sample", config, args.data_root, beam_args)
     print(
         f"\nDocument shards: {dataroot.join(dataroot.stage_dir(args.data_root, 'build'), DOCUMENT_SHARDS)}"
@@ -246,6 +344,21 @@ def rescore(config: Config, args: argparse.Namespace) -> int:
         estimate_only=args.estimate_only,
     )
     return 0
+
+
+def demo_contamination(data_root: str) -> None:
+    """The demo dataset's overlap with the eval sets, when ../shared/eval is there."""
+    from pathlib import Path
+
+    from pipeline import dataroot, evalsets
+    from pipeline.contamination import run
+
+    if not Path(evalsets.DEFAULT_DIR).is_dir():
+        print(f"Test-set overlap: skipped ({evalsets.DEFAULT_DIR} is absent)\n")
+        return
+    print("Test-set overlap (the GPT-2 paper's 8-gram method; `webtext contamination`):")
+    run(dataroot.stage_dir(data_root, "build"), evalsets.DEFAULT_DIR, list(evalsets.FILES))
+    print()
 
 
 def validate(dataset_dir: str) -> int:
@@ -284,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return validate(args.dataset_dir)
+        if args.command == "contamination":
+            return contamination(args)
+        if args.command == "eval":
+            return evaluate(args)
         if args.command == "demo":
             demo(args, beam_args)
             return 0

@@ -119,6 +119,14 @@ class BuildConfig:
 
 
 @dataclass(frozen=True)
+class DecontaminateConfig:
+    enabled: bool  # drop documents sharing any n-gram with the eval sets (GPT-3's rule)
+    eval_sets: list[str]  # "lambada", "wikitext" (pipeline/evalsets.py)
+    eval_dir: str  # folder holding the eval files
+    ngram: int  # words per n-gram; GPT-3: 13
+
+
+@dataclass(frozen=True)
 class DedupConfig:
     exact: bool
     near: bool
@@ -158,6 +166,9 @@ class TrainConfig:
     device: str  # "auto", "cpu", "cuda"
     eval_every: int
     eval_batches: int
+    zero_shot: list[str]  # also at eval_every, on rank 0: "lambada", "wikitext"; [] = off
+    zero_shot_limit: int  # the first N passages / articles of each (0: all)
+    zero_shot_dir: str  # folder holding the eval files
     checkpoint_every: int
     keep_checkpoints: int
     log_every: int
@@ -185,6 +196,7 @@ class Config:
     links: LinksConfig
     fetch: FetchConfig
     build: BuildConfig
+    decontaminate: DecontaminateConfig
     dedup: DedupConfig
     tokenize: TokenizeConfig
     train: TrainConfig

@@ -23,10 +23,10 @@ from pipeline.config import Config
 STAGE_INPUTS = {
     "links": ("links",),
     "fetch": ("links", "fetch"),
-    "build": ("links", "fetch", "build", "dedup", "tokenizer"),
-    "tokenize": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
+    "build": ("links", "fetch", "build", "decontaminate", "dedup", "tokenizer"),
+    "tokenize": ("links", "fetch", "build", "decontaminate", "dedup", "tokenizer", "tokenize"),
     # A run keeps its own config in its checkpoints; runs/<run_name>/ separates runs.
-    "train": ("links", "fetch", "build", "dedup", "tokenizer", "tokenize"),
+    "train": ("links", "fetch", "build", "decontaminate", "dedup", "tokenizer", "tokenize"),
 }
 # Keys that change how a run reaches its data, or which failures a rerun tries again, not
 # what it produces from a page: never compared.

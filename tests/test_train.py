@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import socket
 from pathlib import Path
@@ -22,6 +23,7 @@ from schemas.tokens import TokenShardHeader
 from tests.conftest import DEMO_CONFIG, write_old_build_output
 from training import train
 from training.data import Position, StepSampler, TokenWindows, tokenize_docs
+from training.evaluate import LOG_METRICS
 
 BLOCK = 16
 
@@ -49,6 +51,9 @@ def write_token_shards(data_root: Path, sizes: list[int], val: int = 2000, seed:
     )
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def train_config(**overrides: object) -> Config:
     values = {
         "model": '"tiny"',
@@ -62,6 +67,7 @@ def train_config(**overrides: object) -> Config:
         "checkpoint_every": 3,
         "keep_checkpoints": 2,
         "log_every": 1,
+        "zero_shot": "[]",
     }
     values.update(overrides)
     return load(DEMO_CONFIG, [f"train.{k}={v}" for k, v in values.items()])
@@ -185,6 +191,31 @@ def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path: Path) -> None
     assert summary["final_loss"] == pytest.approx(losses[30])
     state = train.load_checkpoint(run_dir / "checkpoints" / "step-00000030.pt")
     assert set(state) >= {"model", "optimizer", "step", "rng", "data", "config"}
+
+
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared" / "eval").is_dir(), reason="../shared/eval is absent"
+)
+def test_zero_shot_metrics_are_logged_at_eval_every(tmp_path: Path) -> None:
+    write_token_shards(tmp_path, [5_000])
+    eval_dir = ROOT.parent / "shared" / "eval"
+    config = train_config(
+        zero_shot='["lambada", "wikitext"]', zero_shot_limit=2, zero_shot_dir=f'"{eval_dir}"'
+    )
+
+    train.run(config, str(tmp_path), [])
+
+    run_dir = tmp_path / "runs" / "demo"
+    for column in LOG_METRICS:
+        assert set(logged(run_dir, column)) == {3, 6}, column
+    assert 0.0 <= logged(run_dir, "lambada_harness_acc")[6] <= 1.0
+    assert logged(run_dir, "wikitext_word_ppl")[6] > 1.0
+    if importlib.util.find_spec("tensorboard"):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        tags = EventAccumulator(str(run_dir / "tensorboard")).Reload().Tags()["scalars"]
+        assert set(LOG_METRICS) <= set(tags)
+    assert (run_dir / "loss.png").stat().st_size > 1000
 
 
 def test_resume_continues_the_loss_curve_exactly(tmp_path: Path) -> None:

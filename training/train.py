@@ -33,10 +33,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipeline import dataroot
+from pipeline.bpe import load_gpt2
 from pipeline.config import Config, TrainConfig
 from pipeline.dataroot import DOCUMENT_SHARDS
 from pipeline.tokenize.shards import open_shard
 from training.data import StepSampler, TokenWindows, eval_batches, tokenize_docs
+from training.evaluate import LOG_METRICS, zero_shot
 from training.hf import import_hf
 from training.model import GPT, GPTConfig, gpt_config
 
@@ -287,7 +289,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 # ---- logs --------------------------------------------------------------------------------
 
-LOG_FIELDS = ["step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s"]
+LOG_FIELDS = [
+    *("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s"),
+    *LOG_METRICS,
+]
 
 
 class RunLog:
@@ -323,7 +328,7 @@ class RunLog:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, LOG_FIELDS).writerow(row)
         if self.tb is not None:
-            for key in ("loss", "val_loss", "lr", "tokens_per_s", "mfu"):
+            for key in ("loss", "val_loss", "lr", "tokens_per_s", "mfu", *LOG_METRICS):
                 if row[key] not in ("", None):
                     self.tb.add_scalar(key, float(row[key]), int(row["step"]))
 
@@ -349,7 +354,17 @@ class RunLog:
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats/token)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper left")
+        shown = [
+            k for k in ("lambada_harness_acc", "wikitext_bits_per_byte") if self.rows[-1].get(k)
+        ]
+        if shown:
+            right = ax.twinx()
+            for key in shown:
+                points = [(int(r["step"]), float(r[key])) for r in self.rows if r.get(key)]
+                right.plot(*zip(*points, strict=True), "s--", label=key, linewidth=1)
+            right.set_ylabel("zero-shot")
+            right.legend(loc="upper right")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -506,6 +521,14 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             val_loss = trainer.evaluate(val)
             row["val_loss"] = "" if val_loss is None else repr(val_loss)
+            if d.is_main and cfg.zero_shot:
+                encoding = load_gpt2(config.tokenizer)
+                row.update(
+                    zero_shot(
+                        model, encoding, cfg.zero_shot, cfg.zero_shot_dir,
+                        cfg.zero_shot_limit, cfg.micro_batch,
+                    )
+                )  # fmt: skip
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             if device.type == "cuda":
                 torch.cuda.synchronize()

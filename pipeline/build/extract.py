@@ -29,10 +29,11 @@ import trafilatura
 
 from pipeline import dataroot
 from pipeline.bpe import load_gpt2
+from pipeline.build import decontaminate
 from pipeline.build.filters import Rejection, check_content, check_length
 from pipeline.build.supervisor import ItemFailed
 from pipeline.build.textnorm import normalize_text, text_hash, word_count
-from pipeline.config import BuildConfig, TokenizerConfig
+from pipeline.config import BuildConfig, DecontaminateConfig, TokenizerConfig
 from pipeline.content import SNIFF_BYTES, decode_html, judge_content_type, mime_of
 from pipeline.urls import host_of
 from pipeline.warc import read_response
@@ -207,12 +208,15 @@ class AnalyzeSettings:
     build: BuildConfig  # trafilatura's options, the size cap, the filters
     tokenizer: TokenizerConfig
     fetch_dir: str  # the pages' WARC files are named relative to it
+    decontaminate: DecontaminateConfig | None = None  # None: no eval-overlap filter
 
 
 def warm_up(settings: AnalyzeSettings) -> None:
-    """Load the tokenizer and the language model, so that no page's time limit pays for it."""
+    """Load the tokenizer, the language model and the eval sets' n-grams, so that no page's
+    time limit pays for it."""
     load_gpt2(settings.tokenizer)
     _language_identifier()
+    decontaminate.warm_up(settings.decontaminate)
 
 
 def analyze(page: StoredPage, settings: AnalyzeSettings) -> PageText:
@@ -232,7 +236,7 @@ def analyze(page: StoredPage, settings: AnalyzeSettings) -> PageText:
     lang, score = detect_language(text)
     doc = {"final_url": page.final_url, "host": host_of(page.final_url) or "", "text": text}
     doc.update(title=title, language=lang, language_score=score)
-    rejection = check_content(doc, html, build)
+    rejection = check_content(doc, html, build) or decontaminate.check(text, settings.decontaminate)
     token_count = None
     if rejection is None:
         token_count = count_tokens(load_gpt2(settings.tokenizer), text)

@@ -238,7 +238,9 @@ class ExtractPart(beam.DoFn):
     def setup(self) -> None:
         config = self.config
         load_gpt2(config.tokenizer)  # a missing ranks file fails here, not in every page
-        settings = AnalyzeSettings(config.build, config.tokenizer, self.fetch_dir)
+        settings = AnalyzeSettings(
+            config.build, config.tokenizer, self.fetch_dir, config.decontaminate
+        )
         self.workers = extract_workers(config.build)
         self.supervisor = SupervisorPool(
             functools.partial(analyze, settings=settings),
@@ -413,6 +415,7 @@ def funnel(counters: dict[str, int]) -> list[list[Any]]:
         ["build: junk pages", junk],
         ["build: not the wanted language", counters.get("language", 0)],
         ["build: too short", counters.get("too_short", 0)],
+        ["build: overlap an eval set ([decontaminate])", counters.get("eval_overlap", 0)],
         ["build: after filters", counters.get("kept", 0)],
     ]
 
