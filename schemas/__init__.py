@@ -9,6 +9,7 @@ from schemas.records import (
     LINK_SUBMISSION,
     REMOVED,
     SUBMISSION,
+    TOKEN_PIECE,
     check_table,
     schema_name,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LINK_SUBMISSION",
     "REMOVED",
     "SUBMISSION",
+    "TOKEN_PIECE",
     "TokenShardHeader",
     "check_table",
     "schema_name",
