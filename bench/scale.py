@@ -161,18 +161,13 @@ def url_of(doc_id: str) -> str:
 # ---- 1. extracted/ parts -----------------------------------------------------------------
 
 
-def _write_part(job: tuple[str, int, int, int, int]) -> int:
-    from pipeline.build.dataset import shard_of
+def _write_part(job: tuple[str, int, int, int, int, list[int]]) -> int:
     from pipeline.build.textnorm import text_hash
     from schemas import DOCUMENT
 
-    folder, part, parts, n_docs, seed = job
+    folder, part, parts, n_docs, seed, indices = job
     texts = Texts(seed)
-    mine = sorted(
-        (doc_id_of(seed, i), i)
-        for i in range(n_docs)
-        if shard_of(doc_id_of(seed, i), parts) == part
-    )
+    mine = sorted((doc_id_of(seed, i), i) for i in indices)
     fetched = datetime(2019, 6, 1, tzinfo=UTC)
     path = Path(folder) / f"part-{part:05d}-of-{parts:05d}.parquet"
     with pq.ParquetWriter(path, DOCUMENT, compression="zstd") as writer:
@@ -204,7 +199,12 @@ def write_extracted(root: Path, n_docs: int, parts: int, seed: int, workers: int
     folder = root / EXTRACTED_DIR
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    jobs = [(str(folder), part, parts, n_docs, seed) for part in range(parts)]
+    from pipeline.build.dataset import shard_of
+
+    indices: list[list[int]] = [[] for _ in range(parts)]
+    for i in range(n_docs):
+        indices[shard_of(doc_id_of(seed, i), parts)].append(i)
+    jobs = [(str(folder), part, parts, n_docs, seed, indices[part]) for part in range(parts)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         assert sum(pool.imap_unordered(_write_part, jobs)) == n_docs
 
