@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= demo-data
 
-.PHONY: install demo test lint format bench clean airflow-venv airflow-test
+.PHONY: install demo test lint format bench bench-scale clean airflow-venv airflow-test
 
 install: $(STAMP)
 
@@ -47,6 +47,15 @@ BENCHES := links_throughput fetch_throughput extraction_quality build_throughput
 
 bench: $(STAMP)
 	set -e; for b in $(BENCHES); do echo "== bench.$$b"; $(PY) -m bench.$$b; done
+
+# Dedup, the final write and tokenize at 1M generated documents and the whole build from WARC
+# at 100k pages, next to datatrove's MinHash (its own venv under bench-data/, built on first
+# use). Hours on 2 cores; DOCS= and PAGES= for smaller runs. See docs/scale.md.
+DOCS ?= 1000000
+PAGES ?= 100000
+
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale --docs $(DOCS) --pages $(PAGES)
 
 clean:
 	rm -rf $(DATA) bench-data .pytest_cache .ruff_cache

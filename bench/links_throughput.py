@@ -2,6 +2,7 @@
 
     python -m bench.links_throughput                       # 250k and 1M lines
     python -m bench.links_throughput --lines 100000        # a quick look
+    python -m bench.links_throughput --num-shards 0        # links.num_shards (default 1)
 
 For each size it generates (once, cached under --workdir) a dump of mixed field eras with
 about 70% of submissions below 3 karma, then runs the whole links stage on the DirectRunner
@@ -41,7 +42,7 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(dump: str, data_root: str) -> None:
+def child(dump: str, data_root: str, num_shards: int) -> None:
     """Run the stage once in this process and print its figures as JSON."""
     import shutil
 
@@ -53,7 +54,7 @@ def child(dump: str, data_root: str) -> None:
     config = load(DEMO_CONFIG)
     config = dataclasses.replace(
         config,
-        links=dataclasses.replace(config.links, dumps=[dump], date_to="", num_shards=1),
+        links=dataclasses.replace(config.links, dumps=[dump], date_to="", num_shards=num_shards),
     )
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     summary = links.run(config, data_root, [])
@@ -82,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--workdir", default="bench-data/links")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--num-shards", type=int, default=1, help="links.num_shards (0: per bundle)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("DUMP", "DATA_ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(*args.child)
+        child(*args.child, args.num_shards)
         return 0
 
     workdir = Path(args.workdir)
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--child",
                 str(dump),
                 str(workdir / f"data_{lines}"),
+                "--num-shards",
+                str(args.num_shards),
             ],  # fmt: skip
             check=True,
             capture_output=True,

@@ -1,17 +1,21 @@
 """MinHash throughput: signatures per second per core, and the whole dedup stage.
 
     python -m bench.minhash_throughput signatures [--docs 2000]
-    python -m bench.minhash_throughput stage --docs 100000
+    python -m bench.minhash_throughput stage [--docs 100000]
 
 `signatures`: 4 KB documents, 128 permutations, one process. webtext's
 `MinHasher.signature(text)` (shingling included) against datasketch's
 `MinHash(128).update_batch(shingles)` on the same texts, its shingles made beforehand and
 not timed, so the ratio is conservative. Both give the same signatures (checked here too).
 
-`stage`: the whole `Deduplicate` transform (verify = "exact", the demo config) on DirectRunner
-over a corpus of 4 KB-ish articles of which ~10% are near-duplicate variants, read from
-extracted parts written beforehand (not timed), as the build's dedup phase reads them; prints wall
-time and the process's peak RSS.
+`stage`: the whole `Deduplicate` transform ([dedup] of configs/webtext.toml) on the
+DirectRunner, in one process, over a corpus of 3.8 KB articles of which 1 % are cluster
+originals with 10 variants each. The corpus is written to Parquet files first and read inside
+the pipeline (`beam.Create` of a large list would pickle and compress the whole corpus into
+the pipeline, and its cost would swamp the transform's). In the same run, in a process of its
+own: datasketch's `MinHashLSH` (128 permutations, threshold 0.8) over the same texts and
+shingles, one process, no I/O and no verification, as the anchor. Prints wall, CPU (user +
+sys of the process) and peak RSS of each, and how many documents each removes.
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from bench.dedup_quality import make_corpus, run_dedup, write_extracted
+from bench.dedup_quality import PARTS, make_corpus, run_dedup, write_extracted
+from pipeline import dataroot
 from pipeline.build import minhash
+from pipeline.build.parts import ExtractedParts
 from pipeline.config import load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,28 +77,85 @@ def signatures(n: int) -> None:
     print(f"ratio: {theirs_s / ours_s:.2f}x; signatures equal: True")
 
 
-def stage(n: int) -> None:
+def corpus_files(n: int, folder: Path) -> list[dict]:
+    """The corpus written as the build's extract phase leaves it (extracted parts)."""
     clusters = max(1, n // 100)
     docs, _ = make_corpus(clusters=clusters, singles=n - 10 * clusters, seed=2)
-    config = load(REPO / "configs" / "demo.toml").dedup
+    write_extracted(docs, folder)
+    return docs
+
+
+def extracted(folder: str) -> ExtractedParts:
+    return ExtractedParts(str(Path(folder) / "extracted"), PARTS)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dedup_child(folder: str) -> None:
+    """Child: the build's dedup over the extracted parts in `folder`; prints figures as JSON."""
+    config = load(REPO / "configs" / "webtext.toml").dedup
+    out = Path(folder) / "removed"
+    cpu0, started = cpu_seconds(), time.monotonic()
+    run_dedup(extracted(folder), config, out, ["--direct_num_workers=1"])
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu0
+    removed = sum(len(f.read_text().splitlines()) for f in Path(folder).glob("removed*"))
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "removed": removed, "peak_mb": peak_mb()}))
+
+
+def run_datasketch(folder: str) -> None:
+    """Child: datasketch MinHashLSH over the same texts, one process, no verification."""
+    from datasketch import MinHash, MinHashLSH
+
+    paths = dataroot.match(extracted(folder).pattern())
+    texts = [row for p in paths for row in pq.read_table(p, columns=["doc_id", "text"]).to_pylist()]
+    cpu0, started = cpu_seconds(), time.monotonic()
+    lsh = MinHashLSH(threshold=0.8, num_perm=128)
+    removed = 0
+    for doc in texts:
+        m = MinHash(num_perm=128)
+        m.update_batch(minhash.shingles(doc["text"], 5))
+        if lsh.query(m):
+            removed += 1
+        else:
+            lsh.insert(doc["doc_id"], m)
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu0
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "removed": removed, "peak_mb": peak_mb()}))
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stage(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        parts = write_extracted(docs, Path(tmp))
-        started = time.perf_counter()
-        counters = run_dedup(parts, config, Path(tmp) / "removed", [])
-        seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mean_kb = np.mean([len(d["text"].encode()) for d in docs]) / 1024
-    print(f"dedup stage, DirectRunner: {len(docs)} documents (mean {mean_kb:.1f} KB)")
-    print(f"  wall {seconds:.1f} s ({len(docs) / seconds:.0f} docs/s), peak RSS {peak_mb:.0f} MB")
-    print(f"  counters: {json.dumps(counters)}")
+        docs = corpus_files(n, Path(tmp))
+        mean_kb = np.mean([len(d["text"].encode()) for d in docs]) / 1024
+        del docs
+        print(f"{n} documents (mean {mean_kb:.1f} KB), read from Parquet inside the pipeline")
+        print("| | wall (s) | CPU (s) | documents / CPU-s | peak RSS (MB) | removed |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for what in ("dedup", "datasketch"):
+            command = [sys.executable, "-m", "bench.minhash_throughput", f"_{what}", "--dir", tmp]
+            out = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {what} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {n / r['cpu_s']:,.0f} "
+                  f"| {r['peak_mb']:,.0f} | {r['removed']:,} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["signatures", "stage"])
+    parser.add_argument("what", choices=["signatures", "stage", "_dedup", "_datasketch"])
     parser.add_argument("--docs", type=int, default=None)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.what == "signatures":
+    if args.what == "_dedup":
+        dedup_child(args.dir)
+    elif args.what == "_datasketch":
+        run_datasketch(args.dir)
+    elif args.what == "signatures":
         signatures(args.docs or 2000)
     else:
         stage(args.docs or 100_000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,24 @@ def counter(stage: str, name: str) -> Metrics.DelegatingCounter:
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return PipelineOptions(list(beam_args))
+
+
+LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner")
+
+
+def with_local_workers(beam_args: list[str], inputs: int) -> list[str]:
+    """On the local runner, one worker process per input file up to the machine's cores.
+
+    Beam's local runner otherwise runs every DoFn on one core. Arguments that choose another
+    runner, or the local runner's mode or worker count, are left as they are.
+    """
+    options = PipelineOptions(list(beam_args)).get_all_options()
+    runner = options.get("runner") or "DirectRunner"
+    chosen = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in beam_args)
+    workers = min(os.cpu_count() or 1, inputs)
+    if chosen or workers < 2 or runner not in LOCAL_RUNNERS:
+        return list(beam_args)
+    return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
 def run_pipeline(

@@ -127,12 +127,18 @@ def write_bytes_atomic(path: str, data: bytes, scratch: str | None = None) -> No
     The temporary file goes beside `path`, or into the folder `scratch` (on the same
     filesystem) so that a killed write leaves nothing beside `path`.
     """
+    write_chunks_atomic(path, [data], scratch)
+
+
+def write_chunks_atomic(path: str, chunks: Iterable[bytes], scratch: str | None = None) -> None:
+    """write_bytes_atomic for a file streamed in chunks, never whole in memory."""
     if _is_remote(path):
         filesystems = _filesystems()
         folder, name = filesystems.split(path)
         tmp = join(scratch or folder, f"{name}.tmp-{time.time_ns()}")
         with filesystems.create(tmp) as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
         if filesystems.exists(path):
             filesystems.delete([path])
         filesystems.rename([tmp], [path])
@@ -142,7 +148,8 @@ def write_bytes_atomic(path: str, data: bytes, scratch: str | None = None) -> No
     for needed in {folder, scratch or folder} - {""}:
         os.makedirs(needed, exist_ok=True)
     with open(tmp, "wb") as f:
-        f.write(data)
+        for chunk in chunks:
+            f.write(chunk)
     os.replace(tmp, path)
 
 

@@ -11,6 +11,7 @@ from schemas.records import (
     REMOVED,
     SCORES,
     SUBMISSION,
+    TOKEN_PIECE,
     check_table,
     schema_name,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "REMOVED",
     "SCORES",
     "SUBMISSION",
+    "TOKEN_PIECE",
     "TokenShardHeader",
     "check_table",
     "schema_name",

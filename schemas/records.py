@@ -11,6 +11,7 @@ a table against the schema it claims to follow.
     document    -> documents/data/     one extracted, filtered, deduplicated document
     removed     -> documents/removed/  one document removed by a filter or by dedup, and why
     dead_letter -> any stage           one input record that could not be parsed, and where it was
+    token_piece -> tokens/_pieces/     one encoded document on its way into a token shard (scratch)
 """
 
 from __future__ import annotations
@@ -209,9 +210,20 @@ DEAD_LETTER = _schema(
     ],
 )
 
+# Scratch between the tokenize stage's encode and shard-writing steps, sorted by
+# (doc_id, tokens): what crosses the shuffle is the piece's path, never the tokens.
+TOKEN_PIECE = _schema(
+    "token_piece",
+    1,
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("tokens", pa.binary(), nullable=False),  # little-endian uint16 GPT-2 ids
+    ],
+)
+
 ALL = {
     s.metadata[SCHEMA_NAME_KEY].decode(): s
-    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, REMOVAL, SCORES, DEAD_LETTER)
+    for s in (SUBMISSION, LINK, FETCH, DOCUMENT, REMOVED, REMOVAL, SCORES, DEAD_LETTER, TOKEN_PIECE)
 }
 
 

@@ -208,3 +208,30 @@ def test_a_stage_without_links_says_what_to_run(tmp_path):
 
     with pytest.raises(StageError, match="run `webtext links` first"):
         fetch.run(load(DEMO_CONFIG), str(tmp_path), [])
+
+
+def test_one_process_and_two_worker_processes_fetch_the_same(tmp_path):
+    hosts = [f"h{i}.test" for i in range(8)]
+    urls = [f"http://{h}/{i}" for h in hosts for i in range(4)] + ["http://h0.test/missing"]
+    fetched = []
+    with FaultWeb() as web:
+        for host in hosts:
+            for i in range(4):
+                web.page(host, f"/{i}", PAGE.format(f"{host} page {i}"))
+        config = load(DEMO_CONFIG, overrides(web))
+        for name, args in (
+            ("one", ["--direct_num_workers=1"]),
+            ("two", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+        ):
+            write_links(tmp_path / name, urls)
+            summary = fetch.run(config, str(tmp_path / name), args)
+            outcomes = {}
+            for row in read_log(tmp_path / name):
+                body = None
+                if row["warc_file"]:
+                    warc = str(tmp_path / name / "fetch" / row["warc_file"])
+                    body = read_response(warc, row["warc_offset"])[1]
+                outcomes[row["url"]] = (row["outcome"], row["status"], row["final_url"], body)
+            fetched.append((outcomes, summary["totals"]))
+    assert len(fetched[0][0]) == len(urls) and fetched[0][1] == {"ok": 32, "http_4xx": 1}
+    assert fetched[0] == fetched[1]

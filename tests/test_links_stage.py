@@ -337,3 +337,26 @@ def test_funnel_rows_add_up_the_counters():
     rows = dict(linkset.funnel_rows(counters))
     assert rows["self / NSFW / blocked / out of dates"] == 3
     assert rows["duplicate URLs merged"] == 4 and rows["links kept"] == 6
+
+
+ONE_PROCESS = ["--direct_num_workers=1"]
+TWO_PROCESSES = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def test_one_process_and_two_worker_processes_give_the_same_links(tmp_path: Path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    gen = DumpGenerator(seed=23, popular=80)  # popular URLs span files: groups cross workers
+    for month in range(1, 7):
+        write_dump(inputs / f"RS_2017-{month:02d}.zst", list(gen.lines(2500)))
+    (inputs / "owt_urls.txt").write_text("https://list-only.org/page 9\nnot a url 4\n")
+    config = config_with(
+        dumps=[str(inputs / "RS_*")], url_lists=[str(inputs / "*.txt")], date_from="", date_to=""
+    )
+    outputs = []
+    for name, args in (("one", ONE_PROCESS), ("two", TWO_PROCESSES)):
+        summary = links.run(config, str(tmp_path / name), args)
+        dead = sorted(read_dead_letters(tmp_path / name), key=lambda d: json.dumps(d))
+        outputs.append((read_links(tmp_path / name), dead, summary["counters"]))
+    assert outputs[0][2]["read"] == 6 * 2500 + 2 and outputs[0][2]["kept"] > 1000
+    assert outputs[0] == outputs[1]

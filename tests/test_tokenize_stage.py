@@ -13,10 +13,12 @@ import pytest
 from pipeline.bpe import load_gpt2
 from pipeline.config import Config, load
 from pipeline.dataroot import StageError
-from pipeline.tokenize import shards
+from pipeline.tokenize import pieces, shards
 from pipeline.tokenize import stage as tokenize
 from schemas.tokens import EOT_TOKEN
 from tests.conftest import write_old_build_output
+
+TWO_PROCESSES = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 WORDS = "the cat sat on a mat while rain fell over Paris and 42 naïve coders wrote 😀 tests".split()
 
@@ -127,3 +129,42 @@ def test_the_old_docs_folder_is_named_in_a_one_line_error(
 def test_missing_docs_is_a_one_line_error(tmp_path: Path, demo_config_path: Path) -> None:
     with pytest.raises(StageError, match="run `webtext build` first"):
         tokenize.run(load(demo_config_path), str(tmp_path), [])
+
+
+def test_one_process_and_two_worker_processes_write_the_same_bytes(
+    tmp_path: Path, demo_config_path: Path, ranks_file: Path
+) -> None:
+    docs = make_docs(600, seed=5)
+    config = config_for(demo_config_path, ranks_file, val_fraction=0.1, num_shards=3, batch_docs=50)
+    runs = {"one": ["--direct_num_workers=1"], "two": TWO_PROCESSES}
+    for name, args in runs.items():
+        write_docs(tmp_path / name, docs, files=6)
+        tokenize.run(config, str(tmp_path / name), args)
+    names = sorted(p.name for p in (tmp_path / "one" / "tokens").glob("*.bin"))
+    assert len(names) == 4
+    for name in names:
+        assert (tmp_path / "one/tokens" / name).read_bytes() == (
+            tmp_path / "two/tokens" / name
+        ).read_bytes()
+    assert not (tmp_path / "two/tokens" / pieces.PIECES_DIR).exists()
+
+
+def test_a_shard_merged_from_many_pieces_is_the_sorted_concatenation(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    docs = [
+        (f"d{rng.randrange(300):03d}", [rng.randrange(50000) for _ in range(5)]) for _ in range(400)
+    ]
+    buffer = pieces.PieceBuffer(str(tmp_path), "documents-00000-of-00001.parquet", flush_tokens=97)
+    refs = []
+    for doc_id, tokens in docs:  # repeated doc_ids too: ordered by their tokens
+        buffer.add(("train", 0), doc_id, tokens)
+        if buffer.full:
+            refs += [ref for _, ref in buffer.flush()]
+    refs += [ref for _, ref in buffer.flush()]
+    assert len(refs) > 10
+
+    written = b"".join(pieces.shard_chunks(refs))
+
+    expected, count = shards.concat_documents([shards.pack(*zip(*docs, strict=True))])
+    header = shards.TokenShardHeader(token_count=len(expected), document_count=count)
+    assert written == header.to_bytes() + expected.tobytes()

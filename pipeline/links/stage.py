@@ -169,37 +169,21 @@ class ReadSubmissions(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         links = self.links
-        branches = []
-        if self.dump_paths:
-            branches.append(
-                pbegin
-                | "DumpPaths" >> beam.Create(self.dump_paths)
-                | "SpreadDumps" >> beam.Reshuffle()
-                | "ReadDumps"
-                >> beam.ParDo(ScreenDumpFn(links, self.progress_every)).with_outputs(
-                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
-                )
-            )
-        if self.list_paths:
-            branches.append(
-                pbegin
-                | "ListPaths" >> beam.Create(self.list_paths)
-                | "ReadUrlLists"
-                >> beam.ParDo(ScreenUrlListFn(links)).with_outputs(
-                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
-                )
-            )
         jobs = [(s, listing) for s in links.reddit_subreddits for listing in links.reddit_listings]
-        if jobs:
-            branches.append(
-                pbegin
-                | "ApiListings" >> beam.Create(jobs)
-                | "SpreadListings" >> beam.Reshuffle()
-                | "ReadRedditApi"
-                >> beam.ParDo(ScreenRedditListingFn(links, self.praw_settings)).with_outputs(
-                    DEAD_LETTER_TAG, HEALTH_TAG, main="postings"
-                )
-            )
+        sources = [
+            ("Dumps", self.dump_paths, ScreenDumpFn(links, self.progress_every)),
+            ("UrlLists", self.list_paths, ScreenUrlListFn(links)),
+            ("RedditApi", jobs, ScreenRedditListingFn(links, self.praw_settings)),
+        ]
+        branches = [
+            pbegin
+            | f"List{name}" >> beam.Create(inputs)
+            | f"Spread{name}" >> beam.Reshuffle()
+            | f"Read{name}"
+            >> beam.ParDo(screen).with_outputs(DEAD_LETTER_TAG, HEALTH_TAG, main="postings")
+            for name, inputs, screen in sources
+            if inputs
+        ]
         postings = [b.postings for b in branches] or [pbegin | "NoInput" >> beam.Create([])]
         dead = [b[DEAD_LETTER_TAG] for b in branches] or [pbegin | "NoDead" >> beam.Create([])]
         health = [b[HEALTH_TAG] for b in branches] or [pbegin | "NoHealth" >> beam.Create([])]
@@ -352,7 +336,8 @@ def run(
         )
         health | "WriteScoreHealth" >> WriteScoreHealth(health_path)
 
-    counters = beamio.run_pipeline(STAGE, build, beam_args)
+    workers_args = beamio.with_local_workers(beam_args, len(dump_paths) + len(list_paths))
+    counters = beamio.run_pipeline(STAGE, build, workers_args)
     months = read_score_health(health_path)
     dataroot.delete_folder(scratch)
     score_health, warning = health_report(months, SnapshotThresholds.from_config(links))

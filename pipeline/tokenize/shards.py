@@ -86,13 +86,6 @@ def concat_documents(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple
     return tokens.astype(TOKEN_DTYPE, copy=False), len(docs)
 
 
-def shard_bytes(packs: Iterable[PackedDocs], eot: int = EOT_TOKEN) -> tuple[bytes, int, int]:
-    """A shard file's bytes from its documents in any order: (bytes, token count, doc count)."""
-    tokens, documents = concat_documents(packs, eot)
-    header = TokenShardHeader(token_count=len(tokens), document_count=documents, eot_token=eot)
-    return header.to_bytes() + tokens.tobytes(), len(tokens), documents
-
-
 def read_shard(path: str) -> tuple[TokenShardHeader, np.ndarray]:
     """A whole token shard, local or remote (for checks and tests; the trainer memory-maps)."""
     raw = dataroot.read_bytes(path)

@@ -1,15 +1,17 @@
 """The tokenize stage: document shards -> GPT-2 token shards for the trainer.
 
-    documents/data/documents-*.parquet  --ReadDocs-->  batches of (doc_id, text)
+    documents/data/documents-*.parquet  --SpreadFiles--> one document file per worker call
         --Encode-->    tiktoken's encode_ordinary_batch; each document goes to its split and
-                       shard by a hash of its doc_id, packed per shard
-        --GroupByShard--> --WriteShards-->
+                       shard by a hash of its doc_id, into token pieces written under
+                       tokens/_pieces/ (pipeline/tokenize/pieces.py); emits the pieces' paths
+        --GroupByShard--> (shard, piece paths)  --WriteShards--> a k-way merge of the pieces
     tokens/train-SSSSS-of-NNNNN.bin, tokens/val-00000-of-00001.bin, tokens/_summary.json
 
 The shard format, the split rule and the packing are pipeline/tokenize/shards.py. Split and
 shard depend only on the doc_id, and order within a shard only on doc_ids, so a rerun on any
-runner writes identical bytes. Shards are written under a temporary name and renamed, so a
-reader never sees a partial one.
+runner writes identical bytes. Tokens never cross the shuffle, and no worker holds more than
+one flush of pieces, so memory does not grow with the corpus. Shards are written under a
+temporary name and renamed, so a reader never sees a partial one.
 """
 
 from __future__ import annotations
@@ -23,17 +25,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import beamio, dataroot
 from pipeline.bpe import load_gpt2
-from pipeline.config import Config, TokenizerConfig
+from pipeline.config import Config, TokenizeConfig, TokenizerConfig
 from pipeline.dataroot import DOCUMENT_SHARDS
-from pipeline.tokenize.shards import (
-    TRAIN,
-    VAL,
-    all_shard_keys,
-    pack,
-    shard_bytes,
-    shard_key,
-    shard_name,
-)
+from pipeline.tokenize.pieces import PIECES_DIR, PieceBuffer, PieceRef, shard_chunks
+from pipeline.tokenize.shards import TRAIN, VAL, all_shard_keys, shard_key, shard_name
 from schemas.records import DEAD_LETTER
 from schemas.tokens import HEADER_BYTES, TokenShardHeader
 
@@ -54,71 +49,71 @@ def read_doc_batches(path: str, batch_docs: int) -> Iterator[tuple[str, list, li
             yield path, batch.column(0).to_pylist(), batch.column(1).to_pylist()
 
 
-# ---- Beam wiring -----------------------------------------------------------------------------
+def dead_reason(doc_id: str | None, text: str | None) -> str | None:
+    if not doc_id:
+        return "missing_doc_id"
+    if text is None:
+        return "missing_text"
+    if not text:
+        return "empty_text"
+    return None
 
 
-class EncodeDocs(beam.DoFn):
-    """Encode a batch of documents; emit (shard key, PackedDocs) and dead letters."""
+class EncodeFile(beam.DoFn):
+    """Encode one document file into token pieces; emit (shard key, PieceRef), dead letters."""
 
     DEAD = "dead_letter"
 
-    def __init__(self, tokenizer: TokenizerConfig, val_fraction: float, num_shards: int):
-        self.tokenizer = tokenizer
-        self.val_fraction = val_fraction
-        self.num_shards = num_shards
+    def __init__(self, tokenizer: TokenizerConfig, tok: TokenizeConfig, pieces_dir: str):
+        self.tokenizer, self.tok, self.pieces_dir = tokenizer, tok, pieces_dir
 
     def setup(self) -> None:
         self.encoding = load_gpt2(self.tokenizer)
         self.documents = beamio.counter(STAGE, "documents_read")
         self.dead = beamio.counter(STAGE, "dead_letter")
 
-    def process(self, batch: tuple[str, list, list]) -> Iterator:
-        path, doc_ids, texts = batch
-        self.documents.inc(len(doc_ids))
-        by_key: dict[tuple[str, int], tuple[list, list]] = {}
-        keep_ids, keep_texts = [], []
-        for doc_id, text in zip(doc_ids, texts, strict=True):
-            reason = None
-            if not doc_id:
-                reason = "missing_doc_id"
-            elif text is None:
-                reason = "missing_text"
-            elif not text:
-                reason = "empty_text"
-            if reason:
-                self.dead.inc()
-                beamio.counter(STAGE, f"dead_{reason}").inc()
-                yield beam.pvalue.TaggedOutput(
-                    self.DEAD, beamio.dead_letter(path, None, reason, f"doc_id={doc_id!r}", text)
-                )
-                continue
-            keep_ids.append(doc_id)
-            keep_texts.append(text)
-        # One thread: Beam runs one DoFn per core, so tiktoken's own pool would oversubscribe.
-        encoded = self.encoding.encode_ordinary_batch(keep_texts, num_threads=1)
-        for doc_id, tokens in zip(keep_ids, encoded, strict=True):
-            ids, lists = by_key.setdefault(
-                shard_key(doc_id, self.val_fraction, self.num_shards), ([], [])
-            )
-            ids.append(doc_id)
-            lists.append(tokens)
-        for key, (ids, lists) in sorted(by_key.items()):
-            yield key, pack(ids, lists)
+    def process(self, path: str) -> Iterator:
+        pieces = PieceBuffer(self.pieces_dir, path)
+        for _, doc_ids, texts in read_doc_batches(path, self.tok.batch_docs):
+            self.documents.inc(len(doc_ids))
+            keep_ids, keep_texts = [], []
+            for doc_id, text in zip(doc_ids, texts, strict=True):
+                reason = dead_reason(doc_id, text)
+                if reason:
+                    self.dead.inc()
+                    beamio.counter(STAGE, f"dead_{reason}").inc()
+                    detail = f"doc_id={doc_id!r}"
+                    yield beam.pvalue.TaggedOutput(
+                        self.DEAD, beamio.dead_letter(path, None, reason, detail, text)
+                    )
+                    continue
+                keep_ids.append(doc_id)
+                keep_texts.append(text)
+            # One thread: Beam runs one DoFn per core, so tiktoken's own pool would oversubscribe.
+            encoded = self.encoding.encode_ordinary_batch(keep_texts, num_threads=1)
+            for doc_id, tokens in zip(keep_ids, encoded, strict=True):
+                key = shard_key(doc_id, self.tok.val_fraction, self.tok.num_shards)
+                pieces.add(key, doc_id, tokens)
+            if pieces.full:
+                yield from pieces.flush()
+        yield from pieces.flush()
 
 
 class WriteShard(beam.DoFn):
-    """Write one shard atomically and count its tokens and documents."""
+    """Stream one shard out of its pieces, atomically, and count its tokens and documents."""
 
     def __init__(self, out_dir: str, num_shards: int):
         self.out_dir = out_dir
         self.num_shards = num_shards
 
     def process(self, keyed: tuple[tuple[str, int], Iterable]) -> Iterator[dict]:
-        (split, index), packs = keyed
-        data, tokens, documents = shard_bytes(p for p in packs if p is not None)
+        (split, index), refs = keyed
+        pieces = [PieceRef(*r) for r in refs if r is not None]
+        documents = sum(p.documents for p in pieces)
+        tokens = sum(p.tokens for p in pieces) + documents
         count = self.num_shards if split == TRAIN else 1
         name = shard_name(split, index, count)
-        dataroot.write_bytes_atomic(dataroot.join(self.out_dir, name), data)
+        dataroot.write_chunks_atomic(dataroot.join(self.out_dir, name), shard_chunks(pieces))
         beamio.counter(STAGE, f"documents_{split}").inc(documents)
         beamio.counter(STAGE, f"tokens_{split}").inc(tokens)
         yield {"shard": name, "tokens": tokens, "documents": documents}
@@ -134,26 +129,26 @@ class TokenizeDocuments(beam.PTransform):
 
     def expand(self, paths: beam.PCollection) -> dict[str, beam.PCollection]:
         tok = self.config.tokenize
+        pieces_dir = dataroot.join(self.out_dir, PIECES_DIR)
         encoded = (
             paths
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ReadDocs" >> beam.FlatMap(read_doc_batches, batch_docs=tok.batch_docs)
+            | "SpreadFiles" >> beam.Reshuffle()
             | "Encode"
-            >> beam.ParDo(
-                EncodeDocs(self.config.tokenizer, tok.val_fraction, tok.num_shards)
-            ).with_outputs(EncodeDocs.DEAD, main="packed")
+            >> beam.ParDo(EncodeFile(self.config.tokenizer, tok, pieces_dir)).with_outputs(
+                EncodeFile.DEAD, main="pieces"
+            )
         )
         # Every shard is written, even one that no document hashed to.
         every_shard = paths.pipeline | "EveryShard" >> beam.Create(
             [(key, None) for key in all_shard_keys(tok.num_shards)]
         )
         shards = (
-            (encoded.packed, every_shard)
+            (encoded.pieces, every_shard)
             | "WithEveryShard" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(WriteShard(self.out_dir, tok.num_shards))
         )
-        return {"shards": shards, "dead_letter": encoded[EncodeDocs.DEAD]}
+        return {"shards": shards, "dead_letter": encoded[EncodeFile.DEAD]}
 
 
 def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
@@ -171,6 +166,8 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
         )
     load_gpt2(config.tokenizer)  # fail here, in one line, rather than inside a worker
     out_dir = dataroot.stage_dir(data_root, STAGE)
+    pieces_dir = dataroot.join(out_dir, PIECES_DIR)
+    dataroot.delete_folder(pieces_dir)
 
     def build(p: beam.Pipeline) -> None:
         outputs = (
@@ -180,7 +177,8 @@ def run(config: Config, data_root: str, beam_args: list[str]) -> dict:
             dataroot.join(out_dir, "dead_letter"), DEAD_LETTER, num_shards=1
         )
 
-    counters = beamio.run_pipeline(STAGE, build, beam_args)
+    counters = beamio.run_pipeline(STAGE, build, beamio.with_local_workers(beam_args, len(paths)))
+    dataroot.delete_folder(pieces_dir)
     shards = []
     for key in all_shard_keys(config.tokenize.num_shards):
         count = config.tokenize.num_shards if key[0] == TRAIN else 1
