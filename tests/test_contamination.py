@@ -212,7 +212,7 @@ def test_planted_pages_through_the_build_are_measured_then_removed(tmp_path: Pat
     for enabled in ("false", "true"):
         root = tmp_path / f"decontaminate-{enabled}"
         write_fetched_pages(root, pages)
-        overrides = [f'tokenizer.ranks_file="{ranks}"', "build.num_shards=1"]
+        overrides = [f'tokenizer.ranks_file="{ranks}"', "build.partitions=1"]
         overrides += ["run.progress_every=0", "build.extract_workers=1"]
         overrides += [f"decontaminate.enabled={enabled}", f'decontaminate.eval_dir="{EVAL_DIR}"']
         summaries[enabled] = build.run(load(DEMO_CONFIG, overrides), str(root), [])
