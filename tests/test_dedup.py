@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import time
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.runners.worker.data_plane import ClosableOutputStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import beamio
@@ -267,3 +270,70 @@ def test_unconverged_components_are_flagged_and_stay_inside_their_component(tmp_
 def test_bad_verify_mode_is_a_one_line_error():
     with pytest.raises(beamio.StageError, match="verify"):
         Deduplicate(_config(verify="sometimes"))
+
+
+MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def _write_jsonl_shards(docs: list[dict], folder: Path, shards: int) -> str:
+    folder.mkdir()
+    for i in range(shards):
+        lines = [json.dumps(d) + "\n" for d in docs[i::shards]]
+        (folder / f"docs-{i}.jsonl").write_text("".join(lines))
+    return str(folder / "docs-*.jsonl")
+
+
+def _run_from_files(pattern: str, folder: Path, beam_args: list[str]) -> tuple[list, list]:
+    def build(p: beam.Pipeline) -> None:
+        docs = p | beam.io.ReadFromText(pattern) | "Parse" >> beam.Map(json.loads)
+        out = docs | Deduplicate(_config())
+        _collect(out["kept"] | beam.Map(lambda d: d["doc_id"]), folder, "kept")
+        _collect(
+            out["removed"] | beam.Map(lambda r: [r["doc_id"], r["kept_doc_id"], r["reason"]]),
+            folder,
+            "removed",
+        )
+
+    beamio.run_pipeline("build", build, beam_args)
+    return sorted(_read(folder, "kept")), sorted(_read(folder, "removed"))
+
+
+def test_output_is_the_same_on_one_process_and_on_two(tmp_path):
+    rng = random.Random(5)
+    docs = []
+    for c in range(12):
+        base = [rng.choice(VOCAB) for _ in range(300)]
+        docs += [_doc(f"c{c}-{v}", " ".join(_edit(base, rng, 2)), karma=v) for v in range(6)]
+    docs += [_doc(f"s{i:03d}", " ".join(rng.choice(VOCAB) for _ in range(300))) for i in range(240)]
+    rng.shuffle(docs)
+    pattern = _write_jsonl_shards(docs, tmp_path / "docs", shards=4)
+    single = _run_from_files(pattern, tmp_path / "single", [])
+    multi = _run_from_files(pattern, tmp_path / "multi", MULTI_PROCESS)
+    assert len(single[1]) == 12 * 5  # every cluster keeps one document
+    assert multi == single
+
+
+def test_the_local_runner_sends_stage_inputs_whole(monkeypatch):
+    """Beam's runner->worker streams flush on a 1 s timer; writes made during a slow flush
+    were dropped, losing stage inputs. Building a Deduplicate turns the timer off."""
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
+    beam.Pipeline() | beam.Create([]) | Deduplicate(_config())
+    received = []
+
+    def slow_send(data: bytes) -> None:  # a full gRPC send queue makes the flush wait
+        received.append(len(data))
+        time.sleep(0.3)
+
+    stream = ClosableOutputStream.create(
+        lambda data: received.append(len(data)),
+        slow_send,
+        worker_handlers.DATA_BUFFER_TIME_LIMIT_MS,
+    )
+    chunk, written = b"x" * 65536, 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.8:
+        stream.write(chunk)
+        written += len(chunk)
+        time.sleep(0.01)
+    stream.close()
+    assert sum(received) == written
