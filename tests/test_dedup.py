@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import time
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.runners.worker.data_plane import ClosableOutputStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import beamio, dataroot
@@ -280,3 +283,58 @@ def test_unconverged_components_are_flagged_and_stay_inside_their_component(tmp_
 def test_bad_verify_mode_is_a_one_line_error():
     with pytest.raises(dataroot.StageError, match="verify"):
         Deduplicate(_config(verify="sometimes"), ExtractedParts("unused", PARTS))
+
+
+MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def _run_with(docs: list[dict], folder: Path, beam_args: list[str]) -> list:
+    """Dedup over `docs` written as extracted parts, on the runner `beam_args` name."""
+    parts = ExtractedParts(str(folder / "extracted"), PARTS)
+    write_documents(parts, docs, row_group_rows=7)
+
+    def build(p: beam.Pipeline) -> None:
+        _collect(p | Deduplicate(_config(), parts), folder, "removed")
+
+    beamio.run_pipeline("build", build, beam_args)
+    return sorted(tuple(sorted(r.items())) for r in _read(folder, "removed"))
+
+
+def test_output_is_the_same_on_one_process_and_on_two(tmp_path):
+    rng = random.Random(5)
+    docs = []
+    for c in range(12):
+        base = [rng.choice(VOCAB) for _ in range(300)]
+        docs += [_doc(f"c{c}-{v}", " ".join(_edit(base, rng, 2)), karma=v) for v in range(6)]
+    docs += [_doc(f"s{i:03d}", " ".join(rng.choice(VOCAB) for _ in range(300))) for i in range(240)]
+    rng.shuffle(docs)
+    single = _run_with(docs, tmp_path / "single", [])
+    multi = _run_with(docs, tmp_path / "multi", MULTI_PROCESS)
+    assert len(single) == 12 * 5  # every cluster keeps one document
+    assert multi == single
+
+
+def test_the_local_runner_sends_stage_inputs_whole(monkeypatch):
+    """Beam's runner->worker streams flush on a 1 s timer; writes made during a slow flush
+    were dropped, losing stage inputs. Every stage's run_pipeline turns the timer off."""
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)  # Beam's default
+    beamio.run_pipeline("build", lambda p: p | beam.Create([]), [])
+    received = []
+
+    def slow_send(data: bytes) -> None:  # a full gRPC send queue makes the flush wait
+        received.append(len(data))
+        time.sleep(0.3)
+
+    stream = ClosableOutputStream.create(
+        lambda data: received.append(len(data)),
+        slow_send,
+        worker_handlers.DATA_BUFFER_TIME_LIMIT_MS,
+    )
+    chunk, written = b"x" * 65536, 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.8:
+        stream.write(chunk)
+        written += len(chunk)
+        time.sleep(0.01)
+    stream.close()
+    assert sum(received) == written

@@ -28,9 +28,10 @@ Nothing is collected on one worker: every step is keyed by a text hash, a band, 
 a doc_id. The largest group is a component's centre after convergence (its member ids).
 
 Connected components alternate large-star and small-star (Kiveris et al., "Connected
-Components in MapReduce and Beyond", 2014), unrolled over `max_rounds` rounds. Each round
-counts the edges it changes; a round with none means every component is a star around
-its smallest id. A final check counts the nodes that are not in that shape
+Components in MapReduce and Beyond", 2014), unrolled over `max_rounds` rounds. A round in
+which no node changes an edge leaves every component a star around its smallest id; the
+edges then bypass the later rounds' shuffles (a side input of that round's change count),
+so unused rounds cost next to nothing. A final check counts the nodes not in star shape
 (`dedup_unconverged`): they keep a label inside their component, so an unconverged run
 removes fewer duplicates, never a non-duplicate.
 """
@@ -295,6 +296,17 @@ def _count(name: str) -> Callable[[Any], Any]:
     return count
 
 
+class _DirectedUnlessSettled(beam.DoFn):
+    """Edges in both directions for this round's shuffle, or tagged "settled" when the
+    previous round changed nothing (the edges are at their fixpoint)."""
+
+    def process(self, e: Edge, previous_changes: int) -> Iterator[Any]:
+        if previous_changes:
+            yield from _both_directions(e)
+        else:
+            yield TaggedOutput("settled", e)
+
+
 class _StarStep(beam.DoFn):
     """One large-star or small-star step at one node; tags "changed" with the round number."""
 
@@ -391,10 +403,20 @@ def removal_row(removed_id: str, removal: tuple[str, str, int], parts: Extracted
 # ---------------------------------------------------------------- composite transforms
 
 
+def _star_step(directed: beam.PCollection, name: str, step: Callable, k: int) -> Any:
+    """Group directed edges by node and apply one star step: outputs edges and changed."""
+    return (
+        directed
+        | f"{name}{k}Group" >> beam.GroupByKey()
+        | f"{name}{k}" >> beam.ParDo(_StarStep(step, k)).with_outputs("changed", main="edges")
+    )
+
+
 class ConnectedComponents(beam.PTransform):
     """Edges (a, b) -> (node, label), label = the component's smallest node once converged.
 
-    Alternates large-star and small-star for `max_rounds` rounds. Counters: dedup_rounds
+    Alternates large-star and small-star for at most `max_rounds` rounds; after a round
+    that changed no edge, the edges skip the later rounds' shuffles. Counters: dedup_rounds
     (the last round that changed an edge) and dedup_unconverged (nodes not in star shape
     at the end; zero when converged).
     """
@@ -404,18 +426,27 @@ class ConnectedComponents(beam.PTransform):
         self.max_rounds = max_rounds
 
     def expand(self, edges: beam.PCollection) -> beam.PCollection:
-        changed = []
+        changed, settled, previous_changes = [], [], None
         for k in range(1, self.max_rounds + 1):
-            for name, step in (("LargeStar", large_star), ("SmallStar", small_star)):
-                out = (
-                    edges
-                    | f"{name}{k}Directed" >> beam.FlatMap(_both_directions)
-                    | f"{name}{k}Group" >> beam.GroupByKey()
-                    | f"{name}{k}"
-                    >> beam.ParDo(_StarStep(step, k)).with_outputs("changed", main="edges")
+            if previous_changes is None:
+                directed = edges | f"LargeStar{k}Directed" >> beam.FlatMap(_both_directions)
+            else:
+                routed = edges | f"LargeStar{k}Directed" >> beam.ParDo(
+                    _DirectedUnlessSettled(), beam.pvalue.AsSingleton(previous_changes)
+                ).with_outputs("settled", main="directed")
+                directed = routed.directed
+                settled.append(routed.settled)
+            large = _star_step(directed, "LargeStar", large_star, k)
+            directed = large.edges | f"SmallStar{k}Directed" >> beam.FlatMap(_both_directions)
+            small = _star_step(directed, "SmallStar", small_star, k)
+            edges = small.edges
+            changed += [large.changed, small.changed]
+            if k < self.max_rounds:
+                previous_changes = (
+                    (large.changed, small.changed)
+                    | f"Round{k}Changes" >> beam.Flatten()
+                    | f"Round{k}CountChanges" >> beam.combiners.Count.Globally()
                 )
-                edges = out.edges
-                changed.append(out.changed)
         (
             changed
             | "AllChanges" >> beam.Flatten()
@@ -423,7 +454,8 @@ class ConnectedComponents(beam.PTransform):
             | "CountRounds" >> beam.Map(_record_rounds)
         )
         return (
-            edges
+            [*settled, edges]
+            | "FinalEdges" >> beam.Flatten()
             | "FinalDirected" >> beam.FlatMap(_both_directions)
             | "FinalGroup" >> beam.GroupByKey()
             | "CheckConvergedAndLabel" >> beam.ParDo(_Label())
