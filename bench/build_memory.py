@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_S = 0.2
 
 
-def _children(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """pid and every process below it."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -62,7 +62,7 @@ def measure(command: list[str]) -> dict[str, float]:
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, sum(_pss_kb(pid) for pid in _children(process.pid)))
+        peak = max(peak, sum(_pss_kb(pid) for pid in process_tree(process.pid)))
         time.sleep(SAMPLE_S)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode})")

@@ -38,7 +38,8 @@ import numpy as np
 
 from pipeline import beamio
 from pipeline.build import minhash
-from pipeline.build.dedup import Deduplicate, union_find_components
+from pipeline.build.dedup import Deduplicate
+from pipeline.build.graph import union_find_components
 from pipeline.build.parts import ExtractedParts, write_documents
 from pipeline.build.textnorm import text_hash
 from pipeline.config import load

@@ -49,6 +49,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from bench.build_memory import process_tree
+
 REPO = Path(__file__).resolve().parent.parent
 # datatrove imports regex and tokenizers without declaring them; xxhash 4 refuses str input,
 # which datatrove 0.10.1 hashes.
@@ -268,24 +270,6 @@ def write_pages(root: Path, n_pages: int, seed: int, per_warc: int = 5_000) -> N
 # ---- measuring a process tree ------------------------------------------------------------
 
 
-def _tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children.get(p, []))
-    return tree
-
-
 def _cpu_ticks(pid: int) -> int:
     """User + system clock ticks of one process so far."""
     try:
@@ -328,7 +312,7 @@ def measure(name: str, command: list[str], env: dict | None = None) -> dict:
 
     def sample() -> None:
         while not done.wait(0.2):
-            tree = _tree(process.pid)
+            tree = process_tree(process.pid)
             peak[0] = max(peak[0], sum(_memory_kb(p) for p in tree))
             ticks.update({p: max(ticks.get(p, 0), _cpu_ticks(p)) for p in tree})
 

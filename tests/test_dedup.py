@@ -20,12 +20,9 @@ from pipeline.build.dedup import (
     Deduplicate,
     Rank,
     best,
-    bucket_pairs,
     convergence_problem,
-    large_star,
-    small_star,
-    union_find_components,
 )
+from pipeline.build.graph import bucket_pairs, large_star, small_star, union_find_components
 from pipeline.build.parts import ExtractedParts, write_documents
 from pipeline.build.textnorm import text_hash
 from pipeline.config import DedupConfig, load

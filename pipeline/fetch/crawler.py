@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from queue import Queue
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -418,37 +419,38 @@ class Crawler:
             raise StepFailure("not_html", f"{verdict}:{header_mime or 'none'}", status)
 
     def _ok_result(self, job: _Job, exchange: Exchange, page: Page, source: str) -> FetchResult:
-        return FetchResult(
-            task=job.task,
+        return self._result(
+            job,
             outcome="ok",
             status=exchange.status,
             final_url=job.hops[-1] if job.hops else job.task.url,
-            redirects=list(job.hops),
             content_type=page.mime,
             charset=page.charset,
             body_bytes=len(page.body),
             truncated=page.truncated,
-            elapsed_s=self._clock() - job.started,
-            attempts=job.total_attempts,
-            fetched_at=time.time(),
             source=source,
-            tls_verified=self._tls_verified(job),
             exchanges=list(job.exchanges),
         )
 
     def _failed_result(self, job: _Job, failure: StepFailure) -> FetchResult:
-        return FetchResult(
-            task=job.task,
+        return self._result(
+            job,
             outcome=failure.outcome,
             error_class=failure.error_class,
             status=failure.status,
             final_url=job.url,
+        )
+
+    def _result(self, job: _Job, **outcome: Any) -> FetchResult:
+        """A FetchResult with what every outcome records of its job; `outcome` adds the rest."""
+        return FetchResult(
+            task=job.task,
             redirects=list(job.hops),
             elapsed_s=(self._clock() - job.started) if job.started else 0.0,
             attempts=job.total_attempts,
             fetched_at=time.time(),
-            source="live",
             tls_verified=self._tls_verified(job),
+            **outcome,
         )
 
     def _tls_verified(self, job: _Job) -> bool | None:
