@@ -1,6 +1,6 @@
 """The webtext DAG: links -> fetch -> build -> tokenize -> train, one Reddit month per run.
 
-Each Beam stage runs as `<project python> -m pipeline.<stage> --config=... --data-root=...
+Each Beam stage runs as `<project python> -m pipeline.<stage>.stage --config=... --data-root=...
 --set=... --runner=...` through the Apache Beam provider's BeamRunPythonPipelineOperator, so
 the runner (DirectRunner here, DataflowRunner or FlinkRunner in production) is a run parameter.
 Training runs as `<project python> -m training.train` with the same flags, in the `gpu` pool.
@@ -136,10 +136,12 @@ def plan_from_context(context: Mapping[str, Any]) -> RunPlan:
 
 
 class WebtextStageOperator(BeamRunPythonPipelineOperator):
-    """One Beam stage, `<python> -m pipeline.<stage>`, with its flags taken from the run."""
+    """One Beam stage, `<python> -m pipeline.<stage>.stage`, with its flags taken from the run."""
 
     def __init__(self, *, stage: str, **kwargs: Any) -> None:
-        super().__init__(task_id=stage, py_file=f"pipeline.{stage}", py_options=["-m"], **kwargs)
+        super().__init__(
+            task_id=stage, py_file=f"pipeline.{stage}.stage", py_options=["-m"], **kwargs
+        )
         self.stage = stage
 
     def execute(self, context: Any) -> Any:

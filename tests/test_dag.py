@@ -100,7 +100,7 @@ def test_beam_stages_run_as_project_modules_through_the_beam_operator(tasks: dic
         task = tasks[stage]
         assert task["is_beam_operator"], stage
         assert task["py_options"] == ["-m"]
-        assert task["py_file"] == f"pipeline.{stage}"
+        assert task["py_file"] == f"pipeline.{stage}.stage"
         assert importlib.util.find_spec(task["py_file"]) is not None, (
             f"{task['py_file']} is missing"
         )
