@@ -147,7 +147,9 @@ def stage(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["signatures", "stage", "_dedup", "_datasketch"])
+    parser.add_argument(
+        "what", nargs="?", default="stage", choices=["signatures", "stage", "_dedup", "_datasketch"]
+    )
     parser.add_argument("--docs", type=int, default=None)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
