@@ -164,8 +164,11 @@ def url_of(doc_id: str) -> str:
 
 
 def _write_part(job: tuple[str, int, int, int, int, list[int]]) -> int:
+    from pipeline import dataroot
+    from pipeline.build import parts as part_kinds
+    from pipeline.build.parts import ExtractedParts
     from pipeline.build.textnorm import text_hash
-    from schemas import DOCUMENT
+    from schemas import DEAD_LETTER, DOCUMENT, REMOVED
 
     folder, part, parts, n_docs, seed, indices = job
     texts = Texts(seed)
@@ -192,6 +195,12 @@ def _write_part(job: tuple[str, int, int, int, int, list[int]]) -> int:
                     }
                 )  # fmt: skip
             writer.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT))
+    # The rest of a finished part, as the extract phase leaves it: no removed rows or dead
+    # letters, then the part's record, written last.
+    extracted = ExtractedParts(folder, parts)
+    for kind, schema in ((part_kinds.REMOVED, REMOVED), (part_kinds.DEAD_LETTER, DEAD_LETTER)):
+        pq.write_table(schema.empty_table(), extracted.path(kind, part), compression="zstd")
+    dataroot.write_json(extracted.record_path(part), {"counters": {"kept": len(mine)}})
     return len(mine)
 
 
@@ -209,6 +218,9 @@ def write_extracted(root: Path, n_docs: int, parts: int, seed: int, workers: int
     jobs = [(str(folder), part, parts, n_docs, seed, indices[part]) for part in range(parts)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         assert sum(pool.imap_unordered(_write_part, jobs)) == n_docs
+    from pipeline.build.phases import write_phase_summary
+
+    write_phase_summary(str(root), EXTRACTED_DIR, {"kept": n_docs})
 
 
 # ---- 4. WARC pages -----------------------------------------------------------------------
