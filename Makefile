@@ -43,6 +43,7 @@ test: $(STAMP) lint airflow-venv
 # The CPU benchmarks, one after another (tens of minutes on 2 cores); figures go to
 # docs/benchmarks.md by hand. bench.train_gpu needs a GPU: see docs/training.md.
 BENCHES := links_throughput fetch_throughput fetch_longtail extraction_quality build_throughput \
+	extract_scaling \
 	build_memory minhash_throughput dedup_quality tokenize_throughput bloom rescore_overhead \
 	microweb airflow_dag
 
