@@ -47,12 +47,23 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def _pss_kb(pid: int) -> int:
+def memory_kb(pid: int) -> int:
+    """PSS of one process (RSS where smaps_rollup is not readable)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return 0
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def measure(command: list[str]) -> dict[str, float]:
@@ -62,7 +73,7 @@ def measure(command: list[str]) -> dict[str, float]:
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, sum(_pss_kb(pid) for pid in process_tree(process.pid)))
+        peak = max(peak, sum(memory_kb(pid) for pid in process_tree(process.pid)))
         time.sleep(SAMPLE_S)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode})")

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from bench.build_memory import process_tree
+from bench.build_memory import memory_kb, process_tree
 
 REPO = Path(__file__).resolve().parent.parent
 # datatrove imports regex and tokenizers without declaring them; xxhash 4 refuses str input,
@@ -292,25 +292,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _memory_kb(pid: int) -> int:
-    """PSS of one process (RSS where smaps_rollup is not readable)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def measure(name: str, command: list[str], env: dict | None = None) -> dict:
     """Run command; wall, CPU of its whole tree and the peak of its summed PSS.
 
@@ -325,7 +306,7 @@ def measure(name: str, command: list[str], env: dict | None = None) -> dict:
     def sample() -> None:
         while not done.wait(0.2):
             tree = process_tree(process.pid)
-            peak[0] = max(peak[0], sum(_memory_kb(p) for p in tree))
+            peak[0] = max(peak[0], sum(memory_kb(p) for p in tree))
             ticks.update({p: max(ticks.get(p, 0), _cpu_ticks(p)) for p in tree})
 
     sampler = threading.Thread(target=sample, daemon=True)
