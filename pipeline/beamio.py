@@ -35,6 +35,11 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def with_local_workers(beam_args: list[str], inputs: int) -> list[str]:
     """On the local runner, one worker process per input file up to the machine's cores.
 
@@ -44,7 +49,7 @@ def with_local_workers(beam_args: list[str], inputs: int) -> list[str]:
     options = PipelineOptions(list(beam_args)).get_all_options()
     runner = options.get("runner") or "DirectRunner"
     chosen = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in beam_args)
-    workers = min(os.cpu_count() or 1, inputs)
+    workers = min(usable_cpus(), inputs)
     if chosen or workers < 2 or runner not in LOCAL_RUNNERS:
         return list(beam_args)
     return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]

@@ -55,7 +55,7 @@ from pipeline.build.extract import (
 )
 from pipeline.build.filters import wikipedia
 from pipeline.build.parts import ExtractedParts
-from pipeline.build.supervisor import ItemFailed, SupervisorPool, default_pool_size
+from pipeline.build.supervisor import ItemFailed, SupervisorPool
 from pipeline.config import BuildConfig, Config
 from pipeline.urls import host_of
 from schemas.records import SCHEMA_NAME_KEY, removed_row
@@ -192,7 +192,7 @@ class DropWikipedia(beam.DoFn):
 
 
 def extract_workers(build: BuildConfig) -> int:
-    return build.extract_workers or default_pool_size()
+    return build.extract_workers or beamio.usable_cpus()
 
 
 def page_outcome(
