@@ -84,9 +84,14 @@ def stage_dir(data_root: str, stage: str) -> str:
 
 
 def scratch_dir(data_root: str, stage: str) -> str:
-    """Where a stage writes files before moving them into its folder: beside the folder, not
-    in it, so a killed run leaves nothing there that a reader of the folder would trip on."""
-    return join(data_root, f"{STAGE_DIRS[stage]}.tmp")
+    """Where a stage writes files before moving them into its folder (scratch_beside)."""
+    return scratch_beside(data_root, STAGE_DIRS[stage])
+
+
+def scratch_beside(data_root: str, folder: str) -> str:
+    """The scratch folder of `folder`: beside it, not in it, so a killed run leaves nothing
+    there that a reader of the folder would trip on."""
+    return join(data_root, f"{folder}.tmp")
 
 
 def check_not_renamed(data_root: str, stage: str) -> None:

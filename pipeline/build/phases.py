@@ -35,10 +35,6 @@ def extracted_parts(config: Config, data_root: str) -> ExtractedParts:
     return ExtractedParts(dataroot.join(data_root, dataroot.EXTRACTED_DIR), config.build.partitions)
 
 
-def phase_scratch(data_root: str, folder: str) -> str:
-    return dataroot.join(data_root, f"{folder}.tmp")
-
-
 def write_phase_summary(data_root: str, folder: str, counters: dict[str, int]) -> None:
     summary = {"stage": STAGE, "phase": folder, "counters": counters}
     dataroot.write_json(dataroot.join(data_root, folder, dataroot.SUMMARY), summary)
@@ -61,7 +57,7 @@ def run_dedup(config: Config, data_root: str, beam_args: list[str]) -> dict[str,
     dataroot.check_folder_config(config, data_root, dataroot.DEDUP_DIR, DEDUP_INPUTS, "build dedup")
     parts = extracted_parts(config, data_root)
     folder = dataroot.join(data_root, dataroot.DEDUP_DIR)
-    scratch = phase_scratch(data_root, dataroot.DEDUP_DIR)
+    scratch = dataroot.scratch_beside(data_root, dataroot.DEDUP_DIR)
     for stale in (dataroot.join(folder, dataroot.SUMMARY), *removal_files(data_root)):
         if dataroot.exists(stale):
             FileSystems.delete([stale])

@@ -398,7 +398,7 @@ def run_extract(config: Config, data_root: str, beam_args: list[str]) -> dict[st
         _ = pipeline | "ExtractParts" >> ExtractParts(config, data_root, fetch_logs, extracted)
 
     counters = beamio.run_pipeline(STAGE, build_pipeline, beam_args)
-    dataroot.delete_folder(phases.phase_scratch(data_root, folder))
+    dataroot.delete_folder(dataroot.scratch_beside(data_root, folder))
     phases.write_phase_summary(data_root, folder, counters)
     return counters
 
