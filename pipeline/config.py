@@ -137,6 +137,7 @@ class DedupConfig:
     scheme: str  # "affine32" (datasketch >= 2.0 default) or "legacy" (datasketch < 2.0)
     verify: str  # "none", "estimate" (signature Jaccard) or "exact" (shingle Jaccard)
     max_rounds: int  # connected components: rounds before giving up unconverged
+    workers: int  # child processes that sign parts per SignParts instance; 0: one per CPU
 
 
 @dataclass(frozen=True)

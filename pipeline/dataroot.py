@@ -30,10 +30,13 @@ STAGE_INPUTS = {
 }
 # Keys that change how a run reaches its data, or which failures a rerun tries again, not
 # what it produces from a page: never compared.
-TRANSPORT_KEYS = {
+# Keys that change how a stage runs, never what it writes: a rerun may change them.
+RUN_ONLY_KEYS = {
     ("fetch", "resolve_overrides"),
     ("fetch", "concurrency"),
     ("fetch", "retry_failed"),
+    ("build", "extract_workers"),
+    ("dedup", "workers"),
 }
 STAGE_DIRS = {
     "links": "links",
@@ -223,7 +226,7 @@ def check_folder_config(
         previous = read_json(record_path)
         for section in sections:
             for key, value in current[section].items():
-                if (section, key) in TRANSPORT_KEYS:
+                if (section, key) in RUN_ONLY_KEYS:
                     continue
                 old = previous.get(section, {}).get(key, "<absent>")
                 if old != value:

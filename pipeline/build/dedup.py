@@ -1,16 +1,19 @@
 """Exact and MinHash near-duplicate removal as Beam shuffles, on any runner, at any scale.
 
-    ReadParts ─┬─ ExactGroups:   GroupByKey(text_hash) ──────────── star edges to the group's best
-               ├─ Signatures ─ LshBuckets: GroupByKey(band, band hash) ─ CandidatePairs
-               │     ─ Sketches: the candidates' texts read back from their parts
-               │     ─ Verify: join both ends with their sketches ─ Jaccard >= t
-               │       exact edges + verified edges ─ Components (large-star / small-star)
-               ├─ KeepRule:      GroupByKey(component) ─ one kept per cluster, the rest removed
-               ├─ VerifyAgainstKept: CoGroupByKey(removed id), CoGroupByKey(kept id) ─ J >= t
-               └─ RemovalRows:   schemas.REMOVAL rows, ids only, for the write phase
+    PartNumbers ─ SignParts: each part's keys, packed (pipeline.build.lsh; a process pool)
+      ─ KeyShards: GroupByKey(shard) ─ Collisions ─┬─ near: CandidatePairs (Distinct)
+                                                   └─ exact: star edges of equal text hashes
+      candidate pairs + exact edges ─ Components (large-star / small-star, ids only)
+      ─ NodesByPart ─ ReadMembers: each graph document's rank and sketch, read back
+      pairs ─ JoinPairsWithLabels ─┐
+      members ─────────────────────┴─ GatherComponents: CoGroupByKey(component)
+      ─ ResolveComponents: verify the candidate pairs, cluster, keep one per cluster, check
+        each removed near-duplicate against the kept one; schemas.REMOVAL rows
 
-Text is shingled where it is read and never shuffled: the shuffles carry ranks, band keys,
-ids, and the sketches of candidate pairs' documents.
+Text is shingled where it is read and never shuffled. The one shuffle that grows with the
+corpus carries packed 16-byte (key, document number) records, a few large blobs per part;
+every later shuffle carries only the graph's documents (candidates and exact copies): their
+numbers and, once, their ranks and sketches.
 
 Both kinds of duplicate become edges of one graph, and one document is kept per connected
 component, by the keep rule: highest karma (the link's aggregate karma under the links
@@ -24,8 +27,9 @@ near-duplicate is checked against its cluster's kept document with the same veri
 as candidate pairs; one below the threshold is kept (`dedup_kept_below_threshold`). Exact
 duplicates of the kept document always pass; verify = "none" skips the check.
 
-Nothing is collected on one worker: every step is keyed by a text hash, a band, a node or
-a doc_id. The largest group is a component's centre after convergence (its member ids).
+Nothing is collected on one worker: every step is keyed by a shard, a part, a document or a
+component of the candidate graph. The largest group is one such component's members, with
+their sketches: a page copied to N sites makes one group of N sketches.
 
 Connected components alternate large-star and small-star (Kiveris et al., "Connected
 Components in MapReduce and Beyond", 2014), unrolled over `max_rounds` rounds. A round in
@@ -39,35 +43,46 @@ removes fewer duplicates, never a non-duplicate.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline import beamio, dataroot
-from pipeline.build.graph import Edge, bucket_pairs, edge, large_star, small_star, star_label
+from pipeline.build import lsh
+from pipeline.build.graph import (
+    Edge,
+    Node,
+    bucket_pairs,
+    large_star,
+    small_star,
+    star_label,
+    union_find_components,
+)
 from pipeline.build.minhash import (
-    LshParams,
     MinHasher,
-    band_keys,
     estimated_jaccard,
     exact_jaccard,
-    optimal_params,
     shingle_hashes,
     shingle_set,
 )
-from pipeline.build.parts import DOCUMENTS, ExtractedParts, texts_of
+from pipeline.build.parts import DOCUMENTS, ExtractedParts, rows_at
 from pipeline.config import DedupConfig
 
 log = logging.getLogger("webtext")
 
 VERIFY_MODES = ("none", "estimate", "exact")
 EXACT_DUPLICATE = "exact_duplicate"
-# What dedup reads of each extracted document; "text" only where it is shingled.
-DEDUP_COLUMNS = ("doc_id", "karma", "first_created_utc", "text_hash", "text")
+# What the keep rule reads of each graph document; "text" only where sketches are needed.
+NODE_COLUMNS = ("doc_id", "karma", "first_created_utc", "text_hash", "text")
 NEAR_DUPLICATE = "near_duplicate"
 
 
@@ -103,23 +118,14 @@ def verify_pair(sketch_a: np.ndarray, sketch_b: np.ndarray, mode: str, threshold
     return estimated_jaccard(sketch_a, sketch_b) >= threshold
 
 
-def passes_kept_check(
-    removed_sketch: np.ndarray | None, kept_sketch: np.ndarray | None, mode: str, threshold: float
+def similar(
+    sketch_a: np.ndarray | None, sketch_b: np.ndarray | None, mode: str, threshold: float
 ) -> bool:
-    """Whether a near-duplicate may be removed in favour of its cluster's kept document.
-
-    A document without a sketch (no shingles) cannot be shown similar, so it is kept.
-    """
-    if removed_sketch is None or kept_sketch is None:
+    """Whether two documents' sketches are at or above the threshold. A document without a
+    sketch (no shingles) cannot be shown similar."""
+    if sketch_a is None or sketch_b is None:
         return False
-    return verify_pair(removed_sketch, kept_sketch, mode, threshold)
-
-
-def _counter(name: str) -> Any:
-    return beamio.counter("build", name)
-
-
-# ---------------------------------------------------------------- DoFns: wiring only
+    return verify_pair(sketch_a, sketch_b, mode, threshold)
 
 
 def verification_sketch(text: str, hasher: MinHasher, config: DedupConfig) -> bytes | None:
@@ -132,92 +138,204 @@ def verification_sketch(text: str, hasher: MinHasher, config: DedupConfig) -> by
     return None if signature is None else signature.tobytes()
 
 
-class _SignDocuments(beam.DoFn):
-    """doc -> (band key, doc_id) per band; the doc's text goes no further."""
-
-    def __init__(self, config: DedupConfig, params: LshParams):
-        self.config, self.params = config, params
-
-    def setup(self) -> None:
-        self.hasher = MinHasher(self.config.num_perm, self.config.seed, self.config.scheme)
-        self.no_shingles = _counter("dedup_no_shingles")
-
-    def process(self, doc: dict[str, Any]) -> Iterator[Any]:
-        hashes = shingle_hashes(doc["text"], self.config.ngram)
-        signature = self.hasher.signature_from_hashes(hashes)
-        if signature is None:
-            self.no_shingles.inc()
-            return
-        for key in band_keys(signature, self.params):
-            yield key, doc["doc_id"]
+def removal_row(removed: Rank, kept: Rank, cluster_size: int, part: int) -> dict[str, Any]:
+    """A schemas.REMOVAL row: ids only; the write phase finds the document in its part."""
+    return {
+        "doc_id": removed.doc_id,
+        "kept_doc_id": kept.doc_id,
+        "reason": removal_reason(removed, kept),
+        "cluster_size": cluster_size,
+        "part": part,
+    }
 
 
-class _SketchCandidates(beam.DoFn):
-    """(part, candidate doc_ids) -> (doc_id, sketch bytes): the part's texts of those
-    documents only, read back from the extracted part a row group at a time."""
+@dataclass(frozen=True)
+class Member:
+    """A document of the candidate graph: its number (pipeline.build.lsh), rank and sketch."""
+
+    number: int
+    rank: Rank
+    sketch: bytes | None
+
+
+@dataclass
+class Resolution:
+    """What one component of the candidate graph comes to."""
+
+    removals: list[dict[str, Any]] = field(default_factory=list)
+    verified_pairs: int = 0
+    clusters: int = 0
+    below_threshold: int = 0
+
+
+def resolve_component(
+    members: Iterable[Member],
+    exact_edges: Iterable[Edge],
+    candidate_pairs: Iterable[Edge],
+    config: DedupConfig,
+) -> Resolution:
+    """One connected component of the candidate graph -> the documents it removes.
+
+    Candidate pairs at or above the threshold (all of them with verify = "none") and exact
+    edges link members into clusters; each cluster keeps one member by the keep rule and
+    removes the others, less the near-duplicates below the threshold against the kept one.
+    Works in memory: one component's members and their sketches.
+    """
+    mode, threshold = config.verify, config.threshold
+    by_number = {m.number: m for m in members}
+    arrays = {n: _sketch_array(m.sketch) for n, m in by_number.items()}
+    out = Resolution()
+    edges = list(exact_edges)
+    for a, b in candidate_pairs:
+        if mode == "none" or similar(arrays[a], arrays[b], mode, threshold):
+            out.verified_pairs += 1
+            edges.append((a, b))
+    clusters: dict[Node, list[Member]] = {}
+    for node, label in union_find_components(edges).items():
+        clusters.setdefault(label, []).append(by_number[node])
+    check = config.near and mode != "none"
+    for cluster in clusters.values():
+        out.clusters += 1
+        kept = min(cluster, key=lambda m: m.rank.keep_key())
+        for member in cluster:
+            if member is kept:
+                continue
+            if removal_reason(member.rank, kept.rank) == NEAR_DUPLICATE and check:
+                if not similar(arrays[member.number], arrays[kept.number], mode, threshold):
+                    out.below_threshold += 1
+                    continue
+            part = lsh.part_and_row(member.number)[0]
+            out.removals.append(removal_row(member.rank, kept.rank, len(cluster), part))
+    return out
+
+
+def _counter(name: str) -> Any:
+    return beamio.counter("build", name)
+
+
+def _sketch_array(blob: bytes | None) -> np.ndarray | None:
+    """A sketch back from bytes: a shingle set or a signature, uint32 either way."""
+    return None if blob is None else np.frombuffer(blob, dtype=np.uint32)
+
+
+# ---------------------------------------------------------------- DoFns: wiring only
+
+
+class _SignParts(beam.DoFn):
+    """part number -> (shard, packed records): the part's band keys and text-hash keys.
+
+    Signing (shingling and MinHash) is the phase's CPU cost, so parts are signed in a pool
+    of `dedup.workers` child processes (0: one per CPU), a few parts in flight per child;
+    with one worker, in this process.
+    """
 
     def __init__(self, config: DedupConfig, parts: ExtractedParts):
         self.config, self.parts = config, parts
 
     def setup(self) -> None:
+        self.workers = self.config.workers or beamio.usable_cpus()
+        self.pool = None
+        if self.workers > 1:
+            spawn = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=spawn)
+        self.no_shingles = _counter("dedup_no_shingles")
+
+    def start_bundle(self) -> None:
+        self.pending: deque[Future] = deque()
+
+    def process(self, part: int) -> Iterator[tuple[int, bytes]]:
+        path = self.parts.path(DOCUMENTS, part)
+        if self.pool is None:
+            yield from self._emit(lsh.sign_part(path, part, self.config))
+            return
+        self.pending.append(self.pool.submit(lsh.sign_part, path, part, self.config))
+        while len(self.pending) > 2 * self.workers:
+            yield from self._emit(self.pending.popleft().result())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        while self.pending:
+            for shard_blob in self._emit(self.pending.popleft().result()):
+                yield GlobalWindows.windowed_value(shard_blob)
+
+    def teardown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def _emit(self, signed: lsh.SignedPart) -> list[tuple[int, bytes]]:
+        self.no_shingles.inc(signed.no_shingles)
+        return signed.blobs
+
+
+def _collisions(item: tuple[int, Iterable[bytes]]) -> Iterator[Any]:
+    """One shard's records -> candidate pairs ("near" shards) or exact edges ("exact")."""
+    shard, blobs = item
+    for group in lsh.colliding_groups(blobs):
+        if shard < lsh.SHARDS:
+            yield from bucket_pairs(group)
+        else:  # equal texts: a star is enough to connect them
+            for other in group[1:]:
+                yield TaggedOutput(lsh.EXACT, (group[0], other))
+
+
+class _ReadMembers(beam.DoFn):
+    """(part, [(number, label)]) -> (label, Member): the graph's documents of one part, read
+    back from it; sketches only when candidates are verified."""
+
+    def __init__(self, config: DedupConfig, parts: ExtractedParts):
+        self.config, self.parts = config, parts
+        self.sketches = config.near and config.verify != "none"
+
+    def setup(self) -> None:
         self.hasher = MinHasher(self.config.num_perm, self.config.seed, self.config.scheme)
         self.sketched = _counter("dedup_sketched_documents")
 
-    def process(self, item: tuple[int, Iterable[str]]) -> Iterator[tuple[str, bytes]]:
-        index, doc_ids = item
-        for doc_id, text in texts_of(self.parts.path(DOCUMENTS, index), doc_ids):
-            sketch = verification_sketch(text, self.hasher, self.config)
-            if sketch is not None:
+    def process(self, item: tuple[int, Iterable[tuple[int, int]]]) -> Iterator[tuple[int, Member]]:
+        part, labelled = item
+        label_of = dict(labelled)
+        columns = list(NODE_COLUMNS if self.sketches else NODE_COLUMNS[:-1])
+        rows = (lsh.part_and_row(number)[1] for number in label_of)
+        for row, doc in rows_at(self.parts.path(DOCUMENTS, part), rows, columns):
+            sketch = None
+            if self.sketches:
+                sketch = verification_sketch(doc["text"], self.hasher, self.config)
                 self.sketched.inc()
-                yield doc_id, sketch
+            number = lsh.doc_number(part, row)
+            yield label_of[number], Member(number, Rank.of(doc), sketch)
 
 
-def _sketch_array(blob: bytes, mode: str) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.uint64 if mode == "exact" else np.uint32)
+def _pairs_by_label(item: tuple[int, dict[str, list]]) -> Iterator[tuple[int, tuple]]:
+    _, joined = item
+    for label in joined["label"][:1]:
+        for pair in joined["pair"]:
+            yield label, pair
 
 
-def _exact_group_edges(item: tuple[str, Iterable[Rank]]) -> Iterator[Edge]:
-    _, ranks = item
-    ranks = list(ranks)
-    if len(ranks) < 2:
-        return
-    kept = best(ranks)
-    for rank in ranks:
-        if rank.doc_id != kept.doc_id:
-            yield edge(kept.doc_id, rank.doc_id)
+class _ResolveComponents(beam.DoFn):
+    """(label, {member, pair}) -> schemas.REMOVAL rows (resolve_component)."""
 
-
-def _bucket_pairs(item: tuple[bytes, Iterable[str]]) -> Iterator[Edge]:
-    yield from bucket_pairs(item[1])
-
-
-def _first_end_with_sketch(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Any]]:
-    doc_id, joined = item
-    for sketch in joined["sketch"][:1]:
-        for other in joined["pair"]:
-            yield other, (doc_id, sketch)
-
-
-class _VerifyPairs(beam.DoFn):
-    def __init__(self, mode: str, threshold: float):
-        self.mode, self.threshold = mode, threshold
+    def __init__(self, config: DedupConfig):
+        self.config = config
 
     def setup(self) -> None:
-        self.verified = _counter("dedup_verified_pairs")
+        names = ("dedup_verified_pairs", "dedup_clusters", "dedup_kept_below_threshold")
+        self.counters = {name: _counter(name) for name in names}
+        self.reasons = {r: _counter(r) for r in (EXACT_DUPLICATE, NEAR_DUPLICATE)}
 
-    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[Edge]:
-        doc_id, joined = item
-        for sketch in joined["sketch"][:1]:
-            mine = _sketch_array(sketch, self.mode)
-            for other_id, other_sketch in joined["half"]:
-                if verify_pair(
-                    _sketch_array(other_sketch, self.mode), mine, self.mode, self.threshold
-                ):
-                    self.verified.inc()
-                    yield edge(other_id, doc_id)
+    def process(self, item: tuple[int, dict[str, list]]) -> Iterator[dict[str, Any]]:
+        _, joined = item
+        pairs = {lsh.EXACT: [], lsh.NEAR: []}
+        for kind, pair in joined["pair"]:
+            pairs[kind].append(pair)
+        out = resolve_component(joined["member"], pairs[lsh.EXACT], pairs[lsh.NEAR], self.config)
+        self.counters["dedup_verified_pairs"].inc(out.verified_pairs)
+        self.counters["dedup_clusters"].inc(out.clusters)
+        self.counters["dedup_kept_below_threshold"].inc(out.below_threshold)
+        for row in out.removals:
+            self.reasons[row["reason"]].inc()
+            yield row
 
 
-def _both_directions(e: Edge) -> Iterator[tuple[str, str]]:
+def _both_directions(e: Edge) -> Iterator[Edge]:
     yield e
     yield e[1], e[0]
 
@@ -244,10 +362,10 @@ class _DirectedUnlessSettled(beam.DoFn):
 class _StarStep(beam.DoFn):
     """One large-star or small-star step at one node; tags "changed" with the round number."""
 
-    def __init__(self, step: Callable[[str, Iterable[str]], tuple[list[Edge], int]], round_: int):
+    def __init__(self, step: Callable[[Node, Iterable[Node]], tuple[list[Edge], int]], round_: int):
         self.step, self.round = step, round_
 
-    def process(self, item: tuple[str, Iterable[str]]) -> Iterator[Any]:
+    def process(self, item: tuple[Node, Iterable[Node]]) -> Iterator[Any]:
         edges, changes = self.step(*item)
         yield from edges
         if changes:
@@ -258,7 +376,7 @@ class _Label(beam.DoFn):
     def setup(self) -> None:
         self.unconverged = _counter("dedup_unconverged")
 
-    def process(self, item: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+    def process(self, item: tuple[Node, Iterable[Node]]) -> Iterator[Edge]:
         node, neighbors = item
         label, converged = star_label(node, neighbors)
         if not converged:
@@ -268,70 +386,6 @@ class _Label(beam.DoFn):
 
 def _record_rounds(last_round: int) -> None:
     _counter("dedup_rounds").inc(last_round)
-
-
-def _ranks_by_label(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Rank]]:
-    _, joined = item
-    for label in joined["label"][:1]:
-        for rank in joined["rank"]:
-            yield label, rank
-
-
-def _cluster_removals(item: tuple[str, Iterable[Rank]]) -> Iterator[tuple[str, tuple]]:
-    _, ranks = item
-    ranks = list(ranks)
-    kept = best(ranks)
-    _counter("dedup_clusters").inc()
-    for rank in ranks:
-        if rank.doc_id != kept.doc_id:
-            yield rank.doc_id, (kept.doc_id, removal_reason(rank, kept), len(ranks))
-
-
-def _key_by_kept_doc(item: tuple[str, dict[str, list]]) -> Iterator[Any]:
-    """(removed id, {removal, sketch}) -> (kept id, (removed id, reason, size, sketch)).
-
-    Exact duplicates of the kept document need no check and go straight to "exact".
-    """
-    removed_id, joined = item
-    sketch = joined["sketch"][0] if joined["sketch"] else None
-    for kept_id, reason, size in joined["removal"][:1]:
-        if reason == EXACT_DUPLICATE:
-            yield TaggedOutput("exact", (removed_id, (kept_id, reason, size)))
-        else:
-            yield kept_id, (removed_id, reason, size, sketch)
-
-
-class _VerifyAgainstKept(beam.DoFn):
-    """(kept id, {member, sketch}) -> (removed id, removal) for members at or above t."""
-
-    def __init__(self, mode: str, threshold: float):
-        self.mode, self.threshold = mode, threshold
-
-    def setup(self) -> None:
-        self.below = _counter("dedup_kept_below_threshold")
-
-    def process(self, item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
-        kept_id, joined = item
-        kept = _sketch_array(joined["sketch"][0], self.mode) if joined["sketch"] else None
-        for removed_id, reason, size, sketch in joined["member"]:
-            mine = None if sketch is None else _sketch_array(sketch, self.mode)
-            if passes_kept_check(mine, kept, self.mode, self.threshold):
-                yield removed_id, (kept_id, reason, size)
-            else:
-                self.below.inc()
-
-
-def removal_row(removed_id: str, removal: tuple[str, str, int], parts: ExtractedParts) -> dict:
-    """A schemas.REMOVAL row: ids only; the write phase finds the document in its part."""
-    kept_doc_id, reason, size = removal
-    _counter(reason).inc()
-    return {
-        "doc_id": removed_id,
-        "kept_doc_id": kept_doc_id,
-        "reason": reason,
-        "cluster_size": size,
-        "part": parts.part_of(removed_id),
-    }
 
 
 # ---------------------------------------------------------------- composite transforms
@@ -399,7 +453,7 @@ class ConnectedComponents(beam.PTransform):
 class Deduplicate(beam.PTransform):
     """The extracted parts (pipeline.build.parts) -> schemas.REMOVAL rows, one per document
     to remove. Reads the parts itself: text is shingled where it is read and never shuffled,
-    and read again only for the documents of candidate pairs (their sketches)."""
+    and read again only for the graph's documents (their ranks and sketches)."""
 
     def __init__(self, config: DedupConfig, parts: ExtractedParts):
         super().__init__()
@@ -410,119 +464,49 @@ class Deduplicate(beam.PTransform):
         if config.max_rounds < 1:
             raise dataroot.StageError("[dedup] max_rounds must be at least 1")
         self.config, self.parts = config, parts
-        self.params = optimal_params(config.threshold, config.num_perm)
 
     def expand(self, pipeline: beam.pvalue.PBegin) -> beam.PCollection:
-        config = self.config
+        config, parts = self.config, self.parts
         if not (config.exact or config.near):
             return pipeline | "NoRemovals" >> beam.Create([])
-        columns = list(DEDUP_COLUMNS if config.near else DEDUP_COLUMNS[:-1])
-        docs = pipeline | "ReadParts" >> beam.io.ReadFromParquet(
-            self.parts.pattern(), columns=columns
+        collisions = (
+            pipeline
+            | "PartNumbers" >> beam.Create(range(parts.count))
+            | "SignParts" >> beam.ParDo(_SignParts(config, parts))
+            | "KeyShards" >> beam.GroupByKey()
+            | "Collisions" >> beam.FlatMap(_collisions).with_outputs(lsh.EXACT, main=lsh.NEAR)
         )
-        ranks = docs | "Ranks" >> beam.Map(lambda d: (d["doc_id"], Rank.of(d)))
-        edge_sets = []
-        if config.exact:
-            edge_sets.append(
-                ranks
-                | "KeyByTextHash" >> beam.Map(lambda kv: (kv[1].text_hash, kv[1]))
-                | "ExactGroups" >> beam.GroupByKey()
-                | "ExactEdges" >> beam.FlatMap(_exact_group_edges)
-            )
-        sketches = None
-        if config.near:
-            near = docs | "NearDuplicates" >> _NearDuplicateEdges(config, self.params, self.parts)
-            edge_sets.append(near["edges"])
-            sketches = near["sketch"]
-        labels = (
-            edge_sets
-            | "AllEdges" >> beam.Flatten()
-            | "Components" >> ConnectedComponents(config.max_rounds)
-        )
-        removals = (
-            {"rank": ranks, "label": labels}
-            | "JoinRanksWithLabels" >> beam.CoGroupByKey()
-            | "KeyByCluster" >> beam.FlatMap(_ranks_by_label)
-            | "Clusters" >> beam.GroupByKey()
-            | "KeepRule" >> beam.FlatMap(_cluster_removals)
-        )
-        if sketches is not None and config.verify != "none":
-            removals = removals | "VerifyAgainstKept" >> _VerifyRemovals(
-                sketches, config.verify, config.threshold
-            )
-        parts = self.parts
-        return removals | "RemovalRows" >> beam.MapTuple(
-            lambda removed_id, removal: removal_row(removed_id, removal, parts)
-        )
-
-
-class _VerifyRemovals(beam.PTransform):
-    """Removals (removed id, (kept id, reason, size)) -> those that pass the kept check.
-
-    Two joins, keyed by the removed doc_id then by the kept doc_id, bring each removed
-    near-duplicate's sketch to its kept document's sketch; nothing meets on one worker
-    beyond one cluster's members.
-    """
-
-    def __init__(self, sketches: beam.PCollection, mode: str, threshold: float):
-        super().__init__()
-        self.sketches, self.mode, self.threshold = sketches, mode, threshold
-
-    def expand(self, removals: beam.PCollection) -> beam.PCollection:
-        members = (
-            {"removal": removals, "sketch": self.sketches}
-            | "JoinRemovedSketch" >> beam.CoGroupByKey()
-            | "KeyByKeptDoc" >> beam.FlatMap(_key_by_kept_doc).with_outputs("exact", main="near")
-        )
-        verified = (
-            {"member": members.near, "sketch": self.sketches}
-            | "JoinKeptSketch" >> beam.CoGroupByKey()
-            | "CheckAgainstKept" >> beam.ParDo(_VerifyAgainstKept(self.mode, self.threshold))
-        )
-        return (members.exact, verified) | "PassedRemovals" >> beam.Flatten()
-
-
-class _NearDuplicateEdges(beam.PTransform):
-    """Documents -> {"edges": verified near-duplicate edges (a, b), a < b,
-    "sketch": (doc_id, sketch bytes) of the candidates' documents; empty when verify = "none"}."""
-
-    def __init__(self, config: DedupConfig, params: LshParams, parts: ExtractedParts):
-        super().__init__()
-        self.config, self.params, self.parts = config, params, parts
-
-    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        exact_edges = collisions[lsh.EXACT]
         candidates = (
-            docs
-            | "Signatures" >> beam.ParDo(_SignDocuments(self.config, self.params))
-            | "LshBuckets" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_bucket_pairs)
+            collisions[lsh.NEAR]
             | "CandidatePairs" >> beam.Distinct()
             | "CountCandidates" >> beam.Map(_count("dedup_candidate_pairs"))
         )
-        mode = self.config.verify
-        if mode == "none":
-            edges = candidates | "CountVerified" >> beam.Map(_count("dedup_verified_pairs"))
-            return {"edges": edges, "sketch": docs.pipeline | "NoSketches" >> beam.Create([])}
-        parts = self.parts
-        sketches = (
-            candidates
-            | "CandidateDocs" >> beam.FlatMap(lambda pair: pair)
-            | "EachCandidateOnce" >> beam.Distinct()
-            | "KeyByPart" >> beam.Map(lambda doc_id: (parts.part_of(doc_id), doc_id))
-            | "CandidatesByPart" >> beam.GroupByKey()
-            | "Sketches" >> beam.ParDo(_SketchCandidates(self.config, parts))
+        labels = (
+            (exact_edges, candidates)
+            | "CandidateGraph" >> beam.Flatten()
+            | "Components" >> ConnectedComponents(config.max_rounds)
         )
-        half = (
-            {"sketch": sketches, "pair": candidates}
-            | "JoinFirstEnd" >> beam.CoGroupByKey()
-            | "CarryFirstSketch" >> beam.FlatMap(_first_end_with_sketch)
+        members = (
+            labels
+            | "KeyByPart" >> beam.Map(lambda nl: (lsh.part_and_row(nl[0])[0], nl))
+            | "NodesByPart" >> beam.GroupByKey()
+            | "ReadMembers" >> beam.ParDo(_ReadMembers(config, parts))
         )
-        edges = (
-            {"sketch": sketches, "half": half}
-            | "JoinSecondEnd" >> beam.CoGroupByKey()
-            | "Verify" >> beam.ParDo(_VerifyPairs(mode, self.config.threshold))
+        pairs = (
+            exact_edges | "TagExact" >> beam.Map(lambda e: (e[0], (lsh.EXACT, e))),
+            candidates | "TagNear" >> beam.Map(lambda e: (e[0], (lsh.NEAR, e))),
+        ) | "AllPairs" >> beam.Flatten()
+        pairs_by_label = (
+            {"label": labels, "pair": pairs}
+            | "JoinPairsWithLabels" >> beam.CoGroupByKey()
+            | "KeyPairsByLabel" >> beam.FlatMap(_pairs_by_label)
         )
-        return {"edges": edges, "sketch": sketches}
+        return (
+            {"member": members, "pair": pairs_by_label}
+            | "GatherComponents" >> beam.CoGroupByKey()
+            | "ResolveComponents" >> beam.ParDo(_ResolveComponents(config))
+        )
 
 
 def convergence_problem(counters: dict[str, int]) -> str | None:

@@ -14,14 +14,16 @@ from collections.abc import Iterable
 # to the smallest id, which keeps candidate pairs linear in the bucket size.
 ALL_PAIRS_MAX_BUCKET = 16
 
-Edge = tuple[str, str]  # (smaller id, larger id)
+# A node is a document's number in dedup (pipeline.build.lsh); any ordered id works.
+Node = int | str
+Edge = tuple[Node, Node]  # (smaller id, larger id)
 
 
-def edge(a: str, b: str) -> Edge:
+def edge(a: Node, b: Node) -> Edge:
     return (a, b) if a < b else (b, a)
 
 
-def bucket_pairs(members: Iterable[str]) -> list[Edge]:
+def bucket_pairs(members: Iterable[Node]) -> list[Edge]:
     """Candidate pairs of one LSH bucket: every pair when small, else a star to the min."""
     ids = sorted(set(members))
     if len(ids) <= ALL_PAIRS_MAX_BUCKET:
@@ -29,7 +31,7 @@ def bucket_pairs(members: Iterable[str]) -> list[Edge]:
     return [(ids[0], other) for other in ids[1:]]
 
 
-def large_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
+def large_star(node: Node, neighbors: Iterable[Node]) -> tuple[list[Edge], int]:
     """Link every larger neighbor to the smallest of the node and its neighbors.
 
     Returns the new edges and how many of them differ from the edges they replace.
@@ -41,7 +43,7 @@ def large_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
     return [(smallest, v) for v in larger], (len(larger) if smallest < node else 0)
 
 
-def small_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
+def small_star(node: Node, neighbors: Iterable[Node]) -> tuple[list[Edge], int]:
     """Link the node and its smaller neighbors to the smallest of them."""
     smaller = {v for v in neighbors if v < node}
     if not smaller:
@@ -50,7 +52,7 @@ def small_star(node: str, neighbors: Iterable[str]) -> tuple[list[Edge], int]:
     return [(smallest, v) for v in smaller | {node} if v != smallest], len(smaller) - 1
 
 
-def star_label(node: str, neighbors: Iterable[str]) -> tuple[str, bool]:
+def star_label(node: Node, neighbors: Iterable[Node]) -> tuple[Node, bool]:
     """The node's component label and whether its edges have the converged (star) shape."""
     nbrs = set(neighbors)
     smaller = [v for v in nbrs if v < node]
@@ -59,11 +61,11 @@ def star_label(node: str, neighbors: Iterable[str]) -> tuple[str, bool]:
     return min(smaller), len(smaller) == 1 and len(nbrs) == 1
 
 
-def union_find_components(edges: Iterable[Edge]) -> dict[str, str]:
+def union_find_components(edges: Iterable[Edge]) -> dict[Node, Node]:
     """Plain in-memory union-find: node -> smallest node of its component (for checks)."""
-    parent: dict[str, str] = {}
+    parent: dict[Node, Node] = {}
 
-    def find(x: str) -> str:
+    def find(x: Node) -> Node:
         parent.setdefault(x, x)
         while parent[x] != x:
             parent[x] = parent[parent[x]]

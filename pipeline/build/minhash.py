@@ -72,22 +72,20 @@ def _shingle_slices(text: str, ngram: int) -> tuple[bytes, list[int], list[int]]
 
 
 def shingle_hashes(text: str, ngram: int) -> np.ndarray:
-    """uint64 per shingle: the first 8 bytes of its SHA-1, little-endian.
-
-    The low 32 bits are datasketch's `sha1_hash32` of the shingle; all 64 bits serve as the
-    shingle's identity for exact Jaccard.
-    """
+    """uint32 per shingle: datasketch's `sha1_hash32`, the first 4 bytes of its SHA-1,
+    little-endian."""
     joined, starts, ends = _shingle_slices(text, ngram)
     if not starts:
-        return np.empty(0, dtype=np.uint64)
+        return np.empty(0, dtype=np.uint32)
     sha1 = hashlib.sha1
     digests = b"".join([sha1(joined[s:e]).digest() for s, e in zip(starts, ends, strict=True)])
     rows = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 20)
-    return np.ascontiguousarray(rows[:, :8]).view("<u8").ravel().astype(np.uint64)
+    return np.ascontiguousarray(rows[:, :4]).view("<u4").ravel().astype(np.uint32)
 
 
 def shingle_set(hashes: np.ndarray) -> np.ndarray:
-    """Sorted unique shingle hashes: the set that exact Jaccard compares."""
+    """Sorted unique 32-bit shingle hashes (datasketch's `sha1_hash32`): the set whose Jaccard
+    the MinHash signature estimates, and that exact Jaccard compares."""
     return np.unique(hashes)
 
 
@@ -131,7 +129,7 @@ class MinHasher:
         """The signature of a shingle multiset given its `shingle_hashes`; None when empty."""
         if hashes.size == 0:
             return None
-        h32 = (hashes & _MAX_HASH32).astype(np.uint32)
+        h32 = hashes.astype(np.uint32, copy=False)
         if self.scheme == "legacy":
             values = (h32.astype(np.uint64)[:, None] * self.a + self.b) % _MERSENNE_PRIME
             return (values & _MAX_HASH32).min(axis=0).astype(np.uint32)
@@ -195,16 +193,17 @@ def optimal_params(
     return LshParams(*best)
 
 
-def band_keys(signature: np.ndarray, params: LshParams) -> list[bytes]:
-    """One shuffle key per band: 2-byte band index + 8-byte xxh64 of the band's values.
+def band_hashes(signature: np.ndarray, params: LshParams) -> list[int]:
+    """One 64-bit key per band: xxh64 of the band's values, seeded with the band's index.
 
-    Documents share a key exactly when they agree on every value of that band (up to a
-    2**-64 hash collision), which is what datasketch's hash tables test.
+    Documents share a band's key exactly when they agree on every value of that band (up to
+    a 2**-64 hash collision), which is what datasketch's hash tables test; the seed keeps
+    equal values in different bands apart.
     """
     r = params.rows
     data = signature.astype("<u4", copy=False)
     return [
-        i.to_bytes(2, "big") + xxhash.xxh64_digest(data[i * r : (i + 1) * r].tobytes())
+        xxhash.xxh64_intdigest(data[i * r : (i + 1) * r].tobytes(), seed=i)
         for i in range(params.bands)
     ]
 
@@ -215,7 +214,7 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 
 
 def exact_jaccard(set_a: np.ndarray, set_b: np.ndarray) -> float:
-    """Jaccard of two sorted unique shingle-hash arrays (`shingle_set`)."""
+    """Jaccard of two `shingle_set`s."""
     if set_a.size == 0 and set_b.size == 0:
         return 1.0
     inter = np.intersect1d(set_a, set_b, assume_unique=True).size

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -108,14 +109,17 @@ def batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBa
         yield from parquet.read_row_group(group, columns=columns).to_batches()
 
 
-def texts_of(path: str, doc_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """(doc_id, text) of the named documents of one part, read a row group at a time."""
-    wanted = pa.array(sorted(set(doc_ids)), pa.string())
-    for batch in batches(path, ["doc_id", "text"]):
-        found = batch.filter(pc.is_in(batch.column("doc_id"), value_set=wanted))
-        yield from zip(
-            found.column("doc_id").to_pylist(), found.column("text").to_pylist(), strict=True
-        )
+def rows_at(path: str, rows: Iterable[int], columns: list[str]) -> Iterator[tuple[int, dict]]:
+    """(row number, row) of the given rows of one part, ascending, read a row group at a time."""
+    wanted = np.unique(np.fromiter(rows, dtype=np.int64))
+    offset = 0
+    for batch in batches(path, columns):
+        end = offset + batch.num_rows
+        lo, hi = np.searchsorted(wanted, [offset, end])
+        if hi > lo:
+            taken = batch.take(pa.array(wanted[lo:hi] - offset))
+            yield from zip(wanted[lo:hi].tolist(), taken.to_pylist(), strict=True)
+        offset = end
 
 
 @dataclass
