@@ -10,9 +10,9 @@ record is (key, document number), both uint64:
   dedup off). A document with a signature meets its exact copies in every band anyway.
 
 Records go to shard key % SHARDS of their kind. One part's records for one shard travel as
-one bytes blob, so the shuffle that brings a shard together moves ~16 bytes per key in a
-few large elements (9 bands: ~144 MB at 1M documents) instead of
-one small Python element per key.
+one bytes blob, so the shuffle that brings a shard together moves 16 bytes per key in a few
+large elements (9 bands: ~144 MB at 1M documents) instead of one small Python element per
+key.
 """
 
 from __future__ import annotations
