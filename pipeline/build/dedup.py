@@ -42,7 +42,6 @@ removes fewer duplicates, never a non-duplicate.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -77,8 +76,6 @@ from pipeline.build.minhash import (
 from pipeline.build.parts import DOCUMENTS, ExtractedParts, rows_at
 from pipeline.config import DedupConfig
 
-log = logging.getLogger("webtext")
-
 VERIFY_MODES = ("none", "estimate", "exact")
 EXACT_DUPLICATE = "exact_duplicate"
 # What the keep rule reads of each graph document; "text" only where sketches are needed.
@@ -112,20 +109,17 @@ def removal_reason(removed: Rank, kept: Rank) -> str:
     return EXACT_DUPLICATE if removed.text_hash == kept.text_hash else NEAR_DUPLICATE
 
 
-def verify_pair(sketch_a: np.ndarray, sketch_b: np.ndarray, mode: str, threshold: float) -> bool:
-    if mode == "exact":
-        return exact_jaccard(sketch_a, sketch_b) >= threshold
-    return estimated_jaccard(sketch_a, sketch_b) >= threshold
-
-
 def similar(
     sketch_a: np.ndarray | None, sketch_b: np.ndarray | None, mode: str, threshold: float
 ) -> bool:
-    """Whether two documents' sketches are at or above the threshold. A document without a
+    """Whether two documents' sketches are at or above the threshold: exact Jaccard of
+    shingle sets ("exact") or signature agreement ("estimate"). A document without a
     sketch (no shingles) cannot be shown similar."""
     if sketch_a is None or sketch_b is None:
         return False
-    return verify_pair(sketch_a, sketch_b, mode, threshold)
+    if mode == "exact":
+        return exact_jaccard(sketch_a, sketch_b) >= threshold
+    return estimated_jaccard(sketch_a, sketch_b) >= threshold
 
 
 def verification_sketch(text: str, hasher: MinHasher, config: DedupConfig) -> bytes | None:
@@ -138,12 +132,14 @@ def verification_sketch(text: str, hasher: MinHasher, config: DedupConfig) -> by
     return None if signature is None else signature.tobytes()
 
 
-def removal_row(removed: Rank, kept: Rank, cluster_size: int, part: int) -> dict[str, Any]:
+def removal_row(
+    removed: Rank, kept: Rank, reason: str, cluster_size: int, part: int
+) -> dict[str, Any]:
     """A schemas.REMOVAL row: ids only; the write phase finds the document in its part."""
     return {
         "doc_id": removed.doc_id,
         "kept_doc_id": kept.doc_id,
-        "reason": removal_reason(removed, kept),
+        "reason": reason,
         "cluster_size": cluster_size,
         "part": part,
     }
@@ -196,16 +192,18 @@ def resolve_component(
     check = config.near and mode != "none"
     for cluster in clusters.values():
         out.clusters += 1
-        kept = min(cluster, key=lambda m: m.rank.keep_key())
+        kept_rank = best(m.rank for m in cluster)
+        kept = next(m for m in cluster if m.rank is kept_rank)
         for member in cluster:
             if member is kept:
                 continue
-            if removal_reason(member.rank, kept.rank) == NEAR_DUPLICATE and check:
+            reason = removal_reason(member.rank, kept_rank)
+            if reason == NEAR_DUPLICATE and check:
                 if not similar(arrays[member.number], arrays[kept.number], mode, threshold):
                     out.below_threshold += 1
                     continue
             part = lsh.part_and_row(member.number)[0]
-            out.removals.append(removal_row(member.rank, kept.rank, len(cluster), part))
+            out.removals.append(removal_row(member.rank, kept_rank, reason, len(cluster), part))
     return out
 
 

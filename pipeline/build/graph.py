@@ -19,10 +19,6 @@ Node = int | str
 Edge = tuple[Node, Node]  # (smaller id, larger id)
 
 
-def edge(a: Node, b: Node) -> Edge:
-    return (a, b) if a < b else (b, a)
-
-
 def bucket_pairs(members: Iterable[Node]) -> list[Edge]:
     """Candidate pairs of one LSH bucket: every pair when small, else a star to the min."""
     ids = sorted(set(members))
