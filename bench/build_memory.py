@@ -47,23 +47,24 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _proc_kb(path: str, field: str) -> int | None:
+    """The kB figure on the `field` line of a /proc file; None when unreadable."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def memory_kb(pid: int) -> int:
     """PSS of one process (RSS where smaps_rollup is not readable)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    pss = _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    if pss is None:
+        pss = _proc_kb(f"/proc/{pid}/status", "VmRSS:")
+    return pss or 0
 
 
 def measure(command: list[str]) -> dict[str, float]:
